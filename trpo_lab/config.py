@@ -1,0 +1,60 @@
+"""Checks on the composed config, run before any env, network or W&B run is made.
+
+Each error names the key, its value and what is allowed, so a typo in a sweep fails in
+milliseconds instead of hours into a job.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if part not in node:
+            raise ConfigError(f"{key} is missing from the config")
+        node = node[part]
+    return node
+
+
+def _check(cfg: DictConfig, key: str, ok, allowed: str) -> None:
+    value = _get(cfg, key)
+    try:
+        good = ok(value)
+    except TypeError:
+        good = False
+    if not good:
+        raise ConfigError(f"{key}={value!r} is invalid: must be {allowed}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first invalid value."""
+    num = (int, float)
+    _check(cfg, "algo.max_kl", lambda v: isinstance(v, num) and v > 0, "> 0")
+    _check(cfg, "algo.kl_direction", lambda v: v in ("old_new", "new_old"), "'old_new' or 'new_old'")
+    _check(cfg, "algo.constraint", lambda v: v in ("mean", "max"), "'mean' or 'max'")
+    _check(cfg, "rollout.gamma", lambda v: isinstance(v, num) and 0 <= v <= 1, "in [0, 1]")
+    _check(cfg, "rollout.gae_lambda", lambda v: isinstance(v, num) and 0 <= v <= 1, "in [0, 1]")
+    _check(cfg, "rollout.num_envs", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
+    n = cfg.rollout.num_envs
+    _check(cfg, "rollout.batch_size", lambda v: isinstance(v, int) and v >= n, f"an integer ≥ rollout.num_envs ({n})")
+    _check(cfg, "rollout.batch_size", lambda v: v % n == 0, f"a multiple of rollout.num_envs ({n})")
+    b = cfg.rollout.batch_size
+    _check(cfg, "total_env_steps", lambda v: isinstance(v, int) and v >= b, f"an integer ≥ rollout.batch_size ({b})")
+    _check(cfg, "torch_threads", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0 leaves torch's default)")
+    _check(cfg, "seed", lambda v: isinstance(v, int), "an integer")
+    ls = cfg.algo.line_search
+    if "backtrack_coef" in ls:
+        _check(cfg, "algo.line_search.backtrack_coef", lambda v: 0 < v < 1, "in (0, 1)")
+        _check(cfg, "algo.line_search.max_backtracks", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
+    if "step_size" in cfg.algo.step_rule:
+        _check(cfg, "algo.step_rule.step_size", lambda v: isinstance(v, num) and v > 0, "> 0")
+    _check(cfg, "algo.solver.iters", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
+    _check(cfg, "algo.solver.damping", lambda v: isinstance(v, num) and v >= 0, "≥ 0")
+    _check(cfg, "algo.fisher.subsample", lambda v: isinstance(v, num) and 0 < v <= 1, "in (0, 1]")

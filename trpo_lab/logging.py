@@ -1,0 +1,171 @@
+"""Where metrics go: ``metrics.jsonl`` (always), console progress, and Weights & Biases.
+
+W&B modes (``logger.wandb.mode``): ``online``, ``offline``, ``disabled``, or ``auto`` (default):
+online when an API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry for
+api.wandb.ai), offline otherwise. A failing W&B never stops training: init falls back from
+online to offline to disabled with one warning, and a failing ``log`` disables the sink.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+STEP_KEY = "env_steps"
+
+
+def _json_default(x: Any) -> Any:
+    return float(x) if hasattr(x, "__float__") else str(x)
+
+
+def _finite_or_none(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+class JsonlSink:
+    """Appends one JSON object per update to ``path`` (flushed each line, so a killed run keeps its rows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.file = open(self.path, "a", encoding="utf-8")
+
+    def log(self, row: dict[str, Any]) -> None:
+        row = {k: _finite_or_none(v) for k, v in row.items()}
+        self.file.write(json.dumps(row, default=_json_default) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def wandb_key_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    modes = ("auto", "online", "offline", "disabled")
+    if mode not in modes:
+        raise ValueError(f"logger.wandb.mode={mode!r} must be one of {modes}")
+    if mode == "auto":
+        return "online" if wandb_key_configured() else "offline"
+    return mode
+
+
+class WandbSink:
+    """One W&B run per training job, its files inside the job's run folder.
+
+    Args:
+        run_dir: the Hydra run folder (W&B writes ``run_dir/wandb``).
+        config: the resolved config as a plain dict.
+        mode: ``auto``, ``online``, ``offline`` or ``disabled``.
+        project, entity, group, job_type, name, tags: W&B run attributes.
+        init_timeout: seconds to wait for an online init before falling back to offline.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        mode: str = "auto",
+        project: str = "trpo-lab",
+        entity: str | None = None,
+        group: str | None = None,
+        job_type: str | None = None,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        init_timeout: float = 15.0,
+    ) -> None:
+        self.run = None
+        mode = resolve_wandb_mode(mode)
+        if mode == "disabled":
+            return
+        import wandb
+
+        self._wandb = wandb
+        kwargs = dict(
+            dir=str(run_dir), config=config, project=project, entity=entity, group=group,
+            job_type=job_type, name=name, tags=list(tags or []), reinit="finish_previous",
+        )
+        for try_mode in ([mode, "offline"] if mode == "online" else [mode]):
+            try:
+                self.run = wandb.init(mode=try_mode, settings=wandb.Settings(init_timeout=init_timeout), **kwargs)
+                break
+            except Exception as e:  # noqa: BLE001 - any W&B failure must not stop training
+                nxt = "offline" if try_mode == "online" else "disabled"
+                warnings.warn(f"W&B init in mode {try_mode!r} failed ({e}); continuing with W&B {nxt}")
+        if self.run is not None:
+            self.run.define_metric(STEP_KEY)
+            self.run.define_metric("*", step_metric=STEP_KEY)
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and v is not None})
+        except Exception as e:  # noqa: BLE001
+            warnings.warn(f"W&B log failed ({e}); W&B is off for the rest of this run, metrics.jsonl continues")
+            self.run = None
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        if self.run is not None:
+            try:
+                self.run.summary.update(summary)
+            except Exception as e:  # noqa: BLE001
+                warnings.warn(f"W&B summary failed ({e})")
+
+    def close(self) -> None:
+        if self.run is not None:
+            try:
+                self.run.finish()
+            finally:
+                self.run = None
+
+
+class ConsoleProgress:
+    """A tqdm bar over env steps on a terminal; otherwise one line every ``every`` updates.
+
+    Args:
+        total: total env steps.
+        mode: ``auto`` (bar on a TTY, lines otherwise), ``bar``, ``lines`` or ``off``.
+        every: the line interval in updates, for ``lines``.
+    """
+
+    def __init__(self, total: int, mode: str = "auto", every: int = 10, start: int = 0) -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode, self.every = mode, max(1, int(every))
+        self.bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="step", unit_scale=True, dynamic_ncols=True)
+
+    @staticmethod
+    def _fmt(row: dict[str, Any]) -> str:
+        ret = row.get("return/mean")
+        ret_s = "   n/a" if ret is None or not math.isfinite(ret) else f"{ret:8.1f}"
+        return (
+            f"return {ret_s} | kl {row['step/kl_mean']:.4f} | accepted {int(row['line_search/accepted'])} "
+            f"| {row['perf/env_steps_per_s']:.0f} steps/s"
+        )
+
+    def log(self, row: dict[str, Any], new_steps: int) -> None:
+        if self.bar is not None:
+            self.bar.update(new_steps)
+            self.bar.set_postfix_str(self._fmt(row), refresh=False)
+        elif self.mode == "lines" and row["update"] % self.every == 0:
+            print(f"[{row[STEP_KEY]:>9d} steps | update {row['update']:>5d}] {self._fmt(row)}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
