@@ -90,7 +90,9 @@ class NaturalGradientUpdate:
         params = list(policy.parameters())
         theta_old = flat_params(policy)
         with torch.no_grad():
-            old = policy.dist_params(obs)
+            # Why clone: dist params can be the parameter tensors themselves (the Gaussian's
+            # log_std), which the line search overwrites; π_old must stay a snapshot.
+            old = tuple(t.detach().clone() for t in policy.dist_params(obs))
 
         def surrogate(dist) -> torch.Tensor:
             return (torch.exp(policy.log_prob(dist, actions) - log_prob_old) * adv).mean()

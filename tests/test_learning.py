@@ -1,0 +1,20 @@
+"""TRPO learns: deterministic evaluation after a CI-affordable budget (about 10 s each on 1 core)."""
+import numpy as np
+import pytest
+
+from trpo_lab.evaluate import evaluate_policy, load_run
+from trpo_lab.train import run
+
+pytestmark = pytest.mark.learning
+
+
+@pytest.mark.parametrize(
+    "env, steps, target",
+    [("cartpole", 81_920, 475.0), ("inverted_pendulum", 102_400, 950.0)],
+)
+def test_trpo_solves(compose, tmp_path, env, steps, target):
+    cfg = compose([f"env={env}", f"total_env_steps={steps}", "logger.wandb.mode=disabled", "logger.console=off"])
+    run(cfg, tmp_path)
+    policy, norm, saved = load_run(tmp_path)
+    returns = evaluate_policy(policy, saved["env"]["id"], episodes=10, seed=123, obs_normalizer=norm)
+    assert np.mean(returns) >= target, returns

@@ -1,0 +1,92 @@
+"""End-to-end: every variant trains a few updates through the real entry point's builder."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from trpo_lab.config import ConfigError
+from trpo_lab.envs import UnknownEnvError
+from trpo_lab.train import build_trainer, run
+
+TIMING = ("time/", "perf/")
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("algo", ["npg", "trpo_no_ls", "trpo"])
+@pytest.mark.parametrize("env", ["cartpole", "pendulum"])
+def test_each_variant_runs_end_to_end(compose, tmp_path, algo, env):
+    cfg = compose([f"algo={algo}", f"env={env}", "debug=smoke"])
+    summary = run(cfg, tmp_path)
+    rows = _rows(tmp_path)
+    assert len(rows) == 4 and [r["env_steps"] for r in rows] == [512, 1024, 1536, 2048]
+    assert summary["env_steps"] == 2048
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float):
+                assert math.isfinite(v), (k, v)
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "summary.json").exists()
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["env_steps"] == 2048 and ckpt["updates"] == 4
+
+
+def test_metrics_keys_are_identical_across_variants(compose, tmp_path):
+    keys = []
+    for algo in ("npg", "trpo_no_ls", "trpo"):
+        run(compose([f"algo={algo}", "env=cartpole", "debug=smoke"]), tmp_path / algo)
+        keys.append({k for r in _rows(tmp_path / algo) for k in r})
+    assert keys[0] == keys[1] == keys[2]
+    for k in ("env_steps", "return/mean", "step/kl_mean", "step/kl_max", "step/surrogate_expected",
+              "step/surrogate_actual", "line_search/backtracks", "line_search/accepted", "cg/residual",
+              "policy/entropy", "critic/loss", "critic/explained_variance", "time/rollout_s", "time/update_s",
+              "full_step/kl_mean", "bound/penalised_surrogate", "monotonic/improved_fraction"):
+        assert k in keys[0], k
+
+
+def test_same_seed_same_metrics(compose, tmp_path):
+    cfg = compose(["env=pendulum", "debug=smoke", "seed=7"])
+    run(cfg, tmp_path / "a")
+    run(cfg, tmp_path / "b")
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]  # noqa: E731
+    assert strip(_rows(tmp_path / "a")) == strip(_rows(tmp_path / "b"))
+    run(compose(["env=pendulum", "debug=smoke", "seed=8"]), tmp_path / "c")
+    assert strip(_rows(tmp_path / "a")) != strip(_rows(tmp_path / "c"))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("algo.max_kl=-0.01", "algo.max_kl"), ("algo.max_kl=0", "algo.max_kl"),
+     ("algo.line_search.backtrack_coef=1.5", "algo.line_search.backtrack_coef"),
+     ("algo.solver.iters=0", "algo.solver.iters"), ("algo.solver.damping=-1", "algo.solver.damping"),
+     ("rollout.gamma=1.2", "rollout.gamma"), ("rollout.gae_lambda=-0.1", "rollout.gae_lambda"),
+     ("rollout.batch_size=1", "rollout.batch_size"), ("total_env_steps=10", "total_env_steps"),
+     ("algo.fisher.subsample=0", "algo.fisher.subsample"), ("algo.kl_direction=sideways", "algo.kl_direction")],
+)
+def test_bad_values_fail_before_any_work(compose, tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_trainer(compose(["env=cartpole", override]), tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_npg_step_size_must_be_positive(compose, tmp_path):
+    with pytest.raises(ConfigError, match=r"algo\.step_rule\.step_size"):
+        build_trainer(compose(["algo=npg", "algo.step_rule.step_size=0"]), tmp_path)
+
+
+def test_unknown_env_lists_close_matches(compose, tmp_path):
+    with pytest.raises(UnknownEnvError, match="Hopper-v5"):
+        build_trainer(compose(["env.id=Hoper-v5"]), tmp_path)
+
+
+def test_cli_exits_nonzero_with_one_line_error(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "trpo_lab.train", "algo.max_kl=-1", f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2
+    assert "algo.max_kl=-1" in out.stderr and "Traceback" not in out.stderr
