@@ -49,6 +49,13 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg, "total_env_steps", lambda v: isinstance(v, int) and v >= b, f"an integer ≥ rollout.batch_size ({b})")
     _check(cfg, "torch_threads", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0 leaves torch's default)")
     _check(cfg, "seed", lambda v: isinstance(v, int), "an integer")
+    _check(cfg, "checkpoint_every", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0: only at the end)")
+    _check(cfg, "max_consecutive_skips", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
+    _check(cfg, "collapse_share", lambda v: isinstance(v, num) and v > 0, "> 0")
+    _check(cfg, "resume", lambda v: v in (True, False, "auto") or isinstance(v, str), "true, false, auto or a run folder")
+    _check(cfg, "eval.every", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0: off)")
+    _check(cfg, "eval.episodes", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
+    _check(cfg, "eval.paired_episodes", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
     ls = cfg.algo.line_search
     if "backtrack_coef" in ls:
         _check(cfg, "algo.line_search.backtrack_coef", lambda v: 0 < v < 1, "in (0, 1)")

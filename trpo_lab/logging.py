@@ -70,6 +70,7 @@ class WandbSink:
         mode: ``auto``, ``online``, ``offline`` or ``disabled``.
         project, entity, group, job_type, name, tags: W&B run attributes.
         init_timeout: seconds to wait for an online init before falling back to offline.
+        run_id: resume this W&B run id (a resumed training run logs into its original W&B run).
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class WandbSink:
         name: str | None = None,
         tags: list[str] | None = None,
         init_timeout: float = 15.0,
+        run_id: str | None = None,
     ) -> None:
         self.run = None
         mode = resolve_wandb_mode(mode)
@@ -96,6 +98,8 @@ class WandbSink:
             dir=str(run_dir), config=config, project=project, entity=entity, group=group,
             job_type=job_type, name=name, tags=list(tags or []), reinit="finish_previous",
         )
+        if run_id:
+            kwargs.update(id=run_id, resume="allow")
         for try_mode in ([mode, "offline"] if mode == "online" else [mode]):
             try:
                 self.run = wandb.init(mode=try_mode, settings=wandb.Settings(init_timeout=init_timeout), **kwargs)

@@ -109,6 +109,16 @@ class MonotonicTracker:
             "return/best": self.best,
         }
 
+    def current(self) -> dict[str, float]:
+        """The accounting as it stands, for an update that brought no new return (delta 0)."""
+        return {
+            "return/delta": 0.0,
+            "monotonic/improved_fraction": self.improved / self.updates if self.updates else 0.0,
+            "monotonic/collapses": float(self.collapses),
+            "monotonic/worst_drop": self.worst_drop,
+            "return/best": self.best if self.best > -math.inf else math.nan,
+        }
+
     def state_dict(self) -> dict[str, Any]:
         return {k.name: getattr(self, k.name) for k in fields(self)}
 

@@ -165,6 +165,12 @@ class RolloutCollector:
             episode_lengths=episode_lengths,
         )
 
+    def reset(self, seed: int) -> None:
+        """Reseed and reset every env, dropping the episodes in progress (used when resuming)."""
+        self.raw_obs, _ = self.envs.reset(seed=seed)
+        self.ep_return[:] = 0.0
+        self.ep_length[:] = 0
+
     def _episode_stats(self, dones: np.ndarray) -> tuple[list[float], list[int]]:
         returns: list[float] = []
         lengths: list[int] = []

@@ -9,6 +9,7 @@ import json
 import logging
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,9 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from trpo_lab.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
 from trpo_lab.config import ConfigError, validate
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler, UnknownEnvError, check_env_id, make_vec_env
@@ -27,9 +28,12 @@ from trpo_lab.metrics import MonotonicTracker
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import ValueFunction, make_policy
 from trpo_lab.rollout import RolloutCollector
-from trpo_lab.trainer import Sinks, Trainer
+from trpo_lab.trainer import Evaluation, Sinks, Trainer, TrainingDiverged, TrainingInterrupted, truncate_metrics
 
 log = logging.getLogger(__name__)
+
+#: errors that mean "the input is wrong": one line on stderr, exit code 2, nothing started
+INPUT_ERRORS = (ConfigError, UnknownEnvError, CheckpointError, InstantiationException, ValueError)
 
 
 def git_commit() -> str | None:
@@ -45,10 +49,10 @@ def git_commit() -> str | None:
 def build_update(algo: DictConfig) -> NaturalGradientUpdate:
     """The policy update from the ``algo`` group: its four pieces are instantiated from their sub-groups."""
     return NaturalGradientUpdate(
-        fisher=instantiate(algo.fisher),
-        solver=instantiate(algo.solver),
-        step_rule=instantiate(algo.step_rule),
-        line_search=instantiate(algo.line_search),
+        fisher=hydra.utils.instantiate(algo.fisher),
+        solver=hydra.utils.instantiate(algo.solver),
+        step_rule=hydra.utils.instantiate(algo.step_rule),
+        line_search=hydra.utils.instantiate(algo.line_search),
         max_kl=algo.max_kl,
         kl_direction=algo.kl_direction,
         constraint=algo.constraint,
@@ -56,16 +60,42 @@ def build_update(algo: DictConfig) -> NaturalGradientUpdate:
     )
 
 
+def _resume_state(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint to continue from, per ``cfg.resume`` (false | true | auto)."""
+    ckpt = run_dir / CHECKPOINT
+    metrics = run_dir / "metrics.jsonl"
+    mode = cfg.resume
+    if mode is True or mode == "auto":
+        if ckpt.exists():
+            return load_checkpoint(ckpt)
+        if mode is True:
+            raise CheckpointError(f"resume=true, but there is no checkpoint at {ckpt}")
+        truncate_metrics(metrics, 0)  # auto with rows but no checkpoint: nothing covers them, start over
+        return None
+    if metrics.exists() and metrics.stat().st_size > 0:
+        raise ConfigError(
+            f"{run_dir} already holds metrics.jsonl from a run; pass resume=true to continue it, or use a new folder"
+        )
+    return None
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | None = None) -> Trainer:
-    """Validate ``cfg`` and build the trainer. Every check that can fail runs before any env is made."""
+    """Validate ``cfg`` and build the trainer.
+
+    Every check that can fail (config values, env id, action space, checkpoint) runs before any
+    W&B run is made or any metric is written.
+    """
     validate(cfg)
     check_env_id(cfg.env.id)
     update = build_update(cfg.algo)
+    run_dir = Path(run_dir)
+    state = _resume_state(cfg, run_dir)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
 
-    envs = make_vec_env(cfg.env.id, cfg.rollout.num_envs, OmegaConf.to_container(cfg.env.kwargs))
+    env_kwargs = OmegaConf.to_container(cfg.env.kwargs)
+    envs = make_vec_env(cfg.env.id, cfg.rollout.num_envs, env_kwargs)
     try:
         policy = make_policy(envs.single_observation_space, envs.single_action_space, **cfg.policy)
     except ValueError:
@@ -82,29 +112,46 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
         gamma=cfg.rollout.gamma, gae_lambda=cfg.rollout.gae_lambda,
         obs_normalizer=obs_normalizer, reward_scaler=reward_scaler, seed=cfg.seed,
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    meta = dict(run_meta or {})
-    wandb_sink = None
-    lg = cfg.logger
-    if lg.wandb.mode != "disabled":
-        wandb_sink = WandbSink(
-            run_dir, {**plain, "meta": meta}, mode=lg.wandb.mode, project=lg.wandb.project,
-            entity=lg.wandb.entity, group=lg.wandb.group or meta.get("group"),
-            job_type=meta.get("job_type"), name=meta.get("name"), tags=list(lg.wandb.tags),
-            init_timeout=lg.wandb.init_timeout,
-        )
-    sinks = Sinks(
-        jsonl=JsonlSink(run_dir / "metrics.jsonl"),
-        console=ConsoleProgress(cfg.total_env_steps, lg.console, lg.console_every),
-        wandb=wandb_sink,
+    ev = cfg.eval
+    evaluation = Evaluation(
+        envs=make_vec_env(cfg.env.id, ev.episodes, env_kwargs) if ev.every > 0 else None,
+        every=ev.every,
+        seed=cfg.seed + ev.seed_offset,
+        paired_envs=make_vec_env(cfg.env.id, ev.paired_episodes, env_kwargs) if ev.paired else None,
     )
-    return Trainer(
+    trainer = Trainer(
         collector=collector, update=update, critic_fitter=critic_fitter, policy=policy, critic=critic,
         obs_normalizer=obs_normalizer, reward_scaler=reward_scaler, gamma=cfg.rollout.gamma,
-        total_env_steps=cfg.total_env_steps, run_dir=run_dir, sinks=sinks,
-        checkpoint_every=cfg.checkpoint_every, monotonic=MonotonicTracker(cfg.collapse_share),
+        total_env_steps=cfg.total_env_steps, run_dir=run_dir, seed=cfg.seed,
+        checkpoint_every=cfg.checkpoint_every, max_consecutive_skips=cfg.max_consecutive_skips,
+        evaluation=evaluation, monotonic=MonotonicTracker(cfg.collapse_share),
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if state is not None:
+        trainer.load_state_dict(state)
+        truncate_metrics(run_dir / "metrics.jsonl", trainer.updates)
+    trainer.sinks = _make_sinks(cfg, run_dir, dict(run_meta or {}), state, start=trainer.env_steps)
+    return trainer
+
+
+def _make_sinks(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], state, start: int) -> Sinks:
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    lg = cfg.logger
+    wandb_sink = None
+    if lg.wandb.mode != "disabled":
+        wandb_sink = WandbSink(
+            run_dir, {**OmegaConf.to_container(cfg, resolve=True), "meta": meta}, mode=lg.wandb.mode,
+            project=lg.wandb.project, entity=lg.wandb.entity, group=lg.wandb.group or meta.get("group"),
+            job_type=meta.get("job_type"), name=meta.get("name"), tags=list(lg.wandb.tags),
+            init_timeout=lg.wandb.init_timeout, run_id=(state or {}).get("wandb_run_id"),
+        )
+    console = lg.console
+    if console == "auto" and meta.get("multirun"):
+        console = "lines"
+    return Sinks(
+        jsonl=JsonlSink(run_dir / "metrics.jsonl"),
+        console=ConsoleProgress(cfg.total_env_steps, console, lg.console_every, start=start),
+        wandb=wandb_sink,
     )
 
 
@@ -120,15 +167,31 @@ def run_metadata() -> dict[str, Any]:
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         choices = hc.runtime.choices
+        multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+        meta["multirun"] = multirun
         meta["job_type"] = choices.get("algo")
         meta["name"] = hc.job.override_dirname or f"{choices.get('algo')}-{choices.get('env')}"
-        meta["group"] = choices.get("experiment") or (Path(hc.sweep.dir).name if hc.mode.name == "MULTIRUN" else None)
-        meta["choices"] = dict(choices)
+        meta["group"] = choices.get("experiment") or (Path(hc.sweep.dir).name if multirun else None)
+        meta["choices"] = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
     return meta
+
+
+def _complete_summary(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The summary of an already finished run in ``run_dir`` (a re-launched sweep skips such jobs)."""
+    path = run_dir / "summary.json"
+    if cfg.resume in (True, "auto") and path.exists():
+        summary = json.loads(path.read_text())
+        if summary.get("env_steps", 0) >= cfg.total_env_steps:
+            return summary
+    return None
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train with ``cfg``, writing into ``run_dir``; returns (and writes) ``summary.json``."""
+    done = _complete_summary(cfg, run_dir)
+    if done is not None:
+        log.info("%s is already complete (%d env steps): nothing to do", run_dir, done["env_steps"])
+        return done
     meta = run_metadata()
     return train(build_trainer(cfg, run_dir, meta), run_dir, meta)
 
@@ -143,20 +206,52 @@ def train(trainer: Trainer, run_dir: Path, meta: dict[str, Any]) -> dict[str, An
     return summary
 
 
+def resolve_resume_path(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, Path]:
+    """``resume=PATH``: continue the run in PATH with its saved config plus this command's overrides."""
+    if cfg.resume in (True, False, "auto"):
+        return cfg, run_dir
+    target = Path(str(cfg.resume))
+    if target.name == CHECKPOINT:
+        target = target.parent
+    saved_path = target / "config.yaml"
+    if not saved_path.exists():
+        raise CheckpointError(f"resume={cfg.resume}: {saved_path} does not exist (expected a trpo-lab run folder)")
+    try:
+        merged = OmegaConf.load(saved_path)
+    except Exception as e:  # noqa: BLE001 - a corrupt YAML file
+        raise ConfigError(f"resume={cfg.resume}: {saved_path} is not a readable config ({e})") from None
+    for o in HydraConfig.get().overrides.task:
+        key = o.lstrip("+~").partition("=")[0]
+        if key == "resume":
+            continue
+        if "/" in key or isinstance(OmegaConf.select(merged, key), DictConfig):
+            raise ConfigError(f"resume=PATH continues the run with its own config groups; cannot apply '{o}'")
+        # the value as Hydra parsed it on this command line
+        OmegaConf.update(merged, key, OmegaConf.select(cfg, key), force_add=True)
+    merged.resume = True
+    return merged, target
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    meta = run_metadata()
+    multirun = HydraConfig.get().mode.name == "MULTIRUN"
     try:
-        trainer = build_trainer(cfg, run_dir, meta)
-    except (ConfigError, UnknownEnvError, ValueError, InstantiationException) as e:
-        if HydraConfig.get().mode.name == "MULTIRUN":
-            (run_dir / "error.txt").write_text(f"{type(e).__name__}: {e}\n")
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    summary = train(trainer, run_dir, meta)
-    log.info("done: %s", json.dumps({k: summary[k] for k in ("env_steps", "final_return", "wall_s")}))
+        cfg, run_dir = resolve_resume_path(cfg, run_dir)
+        summary = run(cfg, run_dir)
+    except TrainingInterrupted as e:
+        print(f"{e}. Continue with: python -m trpo_lab.train resume={run_dir}", file=sys.stderr)
+        sys.exit(128 + e.signum)
+    except Exception as e:
+        if multirun:  # one job's failure must not end the sweep: record it and let the others run
+            (run_dir / "error.txt").write_text(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
+            log.error("job failed (%s: %s); see %s", type(e).__name__, e, run_dir / "error.txt")
+            return None
+        if isinstance(e, (*INPUT_ERRORS, TrainingDiverged)):
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1 if isinstance(e, TrainingDiverged) else 2)
+        raise
+    log.info("done: %s", json.dumps({k: summary.get(k) for k in ("env_steps", "final_return", "wall_s")}))
     return summary.get("final_return")
 
 

@@ -1,9 +1,16 @@
-"""The one training loop shared by every variant: collect → update the policy → fit the critic → log."""
+"""The one training loop shared by every variant: collect → update the policy → fit the critic → log.
+
+Also: periodic deterministic evaluation, the optional paired old-vs-new evaluation, checkpoints
+(every N updates, at the end, and on SIGTERM/SIGINT), resuming, and the guard that stops a run
+whose updates keep failing.
+"""
 from __future__ import annotations
 
+import copy
+import json
 import math
-import os
 import resource
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,15 +19,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from trpo_lab.checkpoint import CHECKPOINT, save_atomic
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
+from trpo_lab.evaluate import evaluate_policy
 from trpo_lab.logging import ConsoleProgress, JsonlSink, WandbSink
 from trpo_lab.metrics import MonotonicTracker, bound_terms
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy, ValueFunction
 from trpo_lab.rollout import RolloutCollector
 
-CHECKPOINT = "checkpoint.pt"
+
+class TrainingInterrupted(Exception):
+    """SIGTERM/SIGINT arrived; a checkpoint was written after the update in flight."""
+
+    def __init__(self, signum: int, env_steps: int) -> None:
+        self.signum, self.env_steps = signum, env_steps
+        super().__init__(f"stopped by {signal.Signals(signum).name} after {env_steps} env steps; checkpoint written")
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive updates could not be formed (non-finite numbers)."""
 
 
 @dataclass
@@ -43,6 +62,29 @@ class Sinks:
 
 
 @dataclass
+class Evaluation:
+    """Deterministic evaluation settings and envs.
+
+    Args:
+        envs: a vector env with one env per evaluation episode (None: no periodic evaluation).
+        every: evaluate every this many updates (and after the last one); 0 disables.
+        seed: the eval envs' reset seed, the same at every evaluation so curves compare like with like.
+        paired_envs: envs for the paired old-vs-new evaluation of every update (None: off). Both
+            policies run on the same seeds (common random numbers), fresh ones at each update.
+    """
+
+    envs: Any = None
+    every: int = 0
+    seed: int = 10_000
+    paired_envs: Any = None
+
+    def close(self) -> None:
+        for e in (self.envs, self.paired_envs):
+            if e is not None:
+                e.close()
+
+
+@dataclass
 class Trainer:
     """Runs updates until ``total_env_steps`` env steps have been collected.
 
@@ -56,7 +98,10 @@ class Trainer:
         total_env_steps: stop once this many env steps have been collected.
         run_dir: where ``checkpoint.pt`` is written.
         sinks: metric sinks.
+        seed: the run's seed (env reseeding on resume).
         checkpoint_every: write a checkpoint every this many updates (0: only at the end).
+        max_consecutive_skips: stop with :class:`TrainingDiverged` after this many skipped updates in a row.
+        evaluation: periodic and paired evaluation.
         monotonic: the return accounting across updates.
     """
 
@@ -70,95 +115,149 @@ class Trainer:
     gamma: float
     total_env_steps: int
     run_dir: Path
-    sinks: Sinks
+    sinks: Sinks | None = None
+    seed: int = 0
     checkpoint_every: int = 50
+    max_consecutive_skips: int = 5
+    evaluation: Evaluation = field(default_factory=Evaluation)
     monotonic: MonotonicTracker = field(default_factory=MonotonicTracker)
     env_steps: int = 0
     updates: int = 0
     last_return: float | None = None
+    consecutive_skips: int = 0
     totals: dict[str, float] = field(default_factory=lambda: {"violated": 0.0, "accepted": 0.0, "skipped": 0.0})
+    time_split: dict[str, float] = field(default_factory=lambda: {"rollout": 0.0, "update": 0.0, "critic": 0.0, "eval": 0.0})
+    _stop_signal: int | None = None
 
+    # -- the loop ------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
+        assert self.sinks is not None, "attach sinks before training"
         t_start = time.perf_counter()
-        time_split = {"rollout": 0.0, "update": 0.0, "critic": 0.0}
+        previous = self._install_signal_handlers()
         try:
             while self.env_steps < self.total_env_steps:
-                t0 = time.perf_counter()
-                batch = self.collector.collect()
-                t1 = time.perf_counter()
-                stats = self.update(self.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
-                t2 = time.perf_counter()
-                critic_stats = self.critic_fitter.fit(batch.obs, batch.returns, batch.values)
-                t3 = time.perf_counter()
-                self.env_steps += batch.size
-                self.updates += 1
-                time_split["rollout"] += t1 - t0
-                time_split["update"] += t2 - t1
-                time_split["critic"] += t3 - t2
-
-                row: dict[str, Any] = {"env_steps": self.env_steps, "update": self.updates}
-                if batch.episode_returns:
-                    self.last_return = float(np.mean(batch.episode_returns))
-                    row.update(self.monotonic.update(self.last_return))
-                else:  # no episode ended in this batch: carry the last return, no new accounting
-                    row.update(self._carried_monotonic())
-                row["return/mean"] = self.last_return if self.last_return is not None else math.nan
-                row["return/episodes"] = len(batch.episode_returns)
-                row["episode/length_mean"] = float(np.mean(batch.episode_lengths)) if batch.episode_lengths else math.nan
-                row.update(stats.to_dict())
-                row.update(critic_stats.to_dict())
-                row.update(bound_terms(stats.adv_max_abs, self.gamma, stats.surrogate_actual, stats.kl_max))
-                row.update({
-                    "time/rollout_s": t1 - t0,
-                    "time/update_s": t2 - t1,
-                    "time/critic_s": t3 - t2,
-                    "perf/env_steps_per_s": batch.size / (t3 - t0),
-                    "perf/max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                })
-                self.totals["violated"] += stats.constraint_violated
-                self.totals["accepted"] += stats.accepted
-                self.totals["skipped"] += stats.skipped
-                self.sinks.log(row, batch.size)
-                if self.checkpoint_every and self.updates % self.checkpoint_every == 0:
+                if self._stop_signal is not None:
                     self.save_checkpoint()
+                    raise TrainingInterrupted(self._stop_signal, self.env_steps)
+                self._one_update()
             self.save_checkpoint()
-            wall = time.perf_counter() - t_start
-            summary = self.summary(wall, time_split)
+            summary = self.summary(time.perf_counter() - t_start)
             if self.sinks.wandb is not None:
                 self.sinks.wandb.summary(summary)
             return summary
         finally:
+            self._restore_signal_handlers(previous)
             self.sinks.close()
+            self.evaluation.close()
 
-    def _carried_monotonic(self) -> dict[str, float]:
-        m = self.monotonic
-        return {
-            "return/delta": 0.0,
-            "monotonic/improved_fraction": m.improved / m.updates if m.updates else 0.0,
-            "monotonic/collapses": float(m.collapses),
-            "monotonic/worst_drop": m.worst_drop,
-            "return/best": m.best if m.best > -math.inf else math.nan,
-        }
+    def _one_update(self) -> None:
+        t0 = time.perf_counter()
+        batch = self.collector.collect()
+        t1 = time.perf_counter()
+        old_policy = copy.deepcopy(self.policy) if self.evaluation.paired_envs is not None else None
+        stats = self.update(self.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
+        t2 = time.perf_counter()
+        if torch.isfinite(batch.returns).all():
+            critic_stats = self.critic_fitter.fit(batch.obs, batch.returns, batch.values).to_dict()
+        else:  # Why: one NaN target would poison the critic's Adam state for good
+            critic_stats = {"critic/loss": math.nan, "critic/explained_variance": math.nan}
+        t3 = time.perf_counter()
+        self.env_steps += batch.size
+        self.updates += 1
 
-    def summary(self, wall: float, time_split: dict[str, float]) -> dict[str, Any]:
+        row: dict[str, Any] = {"env_steps": self.env_steps, "update": self.updates}
+        if batch.episode_returns:
+            self.last_return = float(np.mean(batch.episode_returns))
+            row.update(self.monotonic.update(self.last_return))
+        else:  # no episode ended in this batch: carry the last return, no new accounting
+            row.update(self.monotonic.current())
+        row["return/mean"] = self.last_return if self.last_return is not None else math.nan
+        row["return/episodes"] = len(batch.episode_returns)
+        row["episode/length_mean"] = float(np.mean(batch.episode_lengths)) if batch.episode_lengths else math.nan
+        row.update(stats.to_dict())
+        row.update(critic_stats)
+        row.update(bound_terms(stats.adv_max_abs, self.gamma, stats.surrogate_actual, stats.kl_max))
+        row.update(self._evaluate(old_policy))
+        t4 = time.perf_counter()
+        for k, dt in (("rollout", t1 - t0), ("update", t2 - t1), ("critic", t3 - t2), ("eval", t4 - t3)):
+            self.time_split[k] += dt
+            row[f"time/{k}_s"] = dt
+        row["perf/env_steps_per_s"] = batch.size / (t3 - t0)
+        row["perf/max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.totals["violated"] += stats.constraint_violated
+        self.totals["accepted"] += stats.accepted
+        self.totals["skipped"] += stats.skipped
+        self.sinks.log(row, batch.size)
+
+        self.consecutive_skips = self.consecutive_skips + 1 if stats.skipped else 0
+        if self.consecutive_skips >= self.max_consecutive_skips:
+            raise TrainingDiverged(
+                f"{self.consecutive_skips} consecutive updates were skipped (last reason: {stats.skipped_reason}); "
+                f"stopping. metrics.jsonl and the last good checkpoint ({self.run_dir / CHECKPOINT}) are kept."
+            )
+        if self.checkpoint_every and self.updates % self.checkpoint_every == 0:
+            self.save_checkpoint()
+
+    def _evaluate(self, old_policy: Policy | None) -> dict[str, float]:
+        out: dict[str, float] = {}
+        ev = self.evaluation
+        last = self.env_steps >= self.total_env_steps
+        if ev.envs is not None and ev.every and (self.updates % ev.every == 0 or last):
+            r = evaluate_policy(self.policy, ev.envs, ev.seed, self.obs_normalizer)
+            out.update({"eval/return_mean": float(np.mean(r)), "eval/return_std": float(np.std(r))})
+        if old_policy is not None:
+            seed = ev.seed + 1 + self.updates * ev.paired_envs.num_envs
+            r_old = evaluate_policy(old_policy, ev.paired_envs, seed, self.obs_normalizer)
+            r_new = evaluate_policy(self.policy, ev.paired_envs, seed, self.obs_normalizer)
+            out.update({
+                "paired/return_old": float(np.mean(r_old)),
+                "paired/return_new": float(np.mean(r_new)),
+                "paired/improvement": float(np.mean(np.subtract(r_new, r_old))),
+            })
+        return out
+
+    # -- signals -------------------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+
+        def handler(signum, frame):  # noqa: ARG001
+            self._stop_signal = signum  # acted on between updates, never mid-checkpoint
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread: leave the defaults
+                pass
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    # -- summary -------------------------------------------------------------------------------------
+    def summary(self, wall: float) -> dict[str, Any]:
         n = max(self.updates, 1)
+        m = self.monotonic
         return {
             "env_steps": self.env_steps,
             "updates": self.updates,
             "final_return": self.last_return,
-            "best_return": self.monotonic.best if self.monotonic.best > -math.inf else None,
-            "improved_fraction": self.monotonic.improved / self.monotonic.updates if self.monotonic.updates else None,
-            "collapses": self.monotonic.collapses,
+            "best_return": m.best if m.best > -math.inf else None,
+            "improved_fraction": m.improved / m.updates if m.updates else None,
+            "collapses": m.collapses,
+            "worst_drop": m.worst_drop,
             "violation_rate": self.totals["violated"] / n,
             "accepted_rate": self.totals["accepted"] / n,
             "skipped_updates": int(self.totals["skipped"]),
             "wall_s": wall,
             "env_steps_per_s": self.env_steps / wall if wall > 0 else None,
-            "time_split_s": time_split,
+            "time_split_s": dict(self.time_split),
         }
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        wandb_run = self.sinks.wandb.run if self.sinks is not None and self.sinks.wandb is not None else None
         return {
             "policy": self.policy.state_dict(),
             "critic": self.critic.state_dict(),
@@ -169,13 +268,52 @@ class Trainer:
             "env_steps": self.env_steps,
             "updates": self.updates,
             "last_return": self.last_return,
+            "totals": dict(self.totals),
+            "time_split": dict(self.time_split),
             "torch_rng": torch.get_rng_state(),
+            "wandb_run_id": wandb_run.id if wandb_run is not None else None,
         }
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint. The envs are reseeded with (seed, updates): env-internal state
+        is not restored, so a resumed run is reproducible but not bit-identical to an uninterrupted one."""
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_fitter.optimizer.load_state_dict(state["critic_optimizer"])
+        self.obs_normalizer.load_state_dict(state["obs_normalizer"])
+        self.reward_scaler.load_state_dict(state["reward_scaler"])
+        self.monotonic.load_state_dict(state["monotonic"])
+        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+        self.last_return = state.get("last_return")
+        self.totals.update(state.get("totals", {}))
+        self.time_split.update(state.get("time_split", {}))
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        self.collector.reset(seed=self.seed + 1_000_003 * self.updates)
+
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoint.pt`` atomically: a temp file, then a rename over the old one."""
-        path = Path(self.run_dir) / CHECKPOINT
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        """Write ``checkpoint.pt`` atomically (temp file, then rename)."""
+        return save_atomic(self.state_dict(), Path(self.run_dir) / CHECKPOINT)
+
+
+def truncate_metrics(path: Path, updates: int) -> int:
+    """Keep only the rows of ``metrics.jsonl`` with ``update`` ≤ ``updates`` (those the checkpoint covers).
+
+    Rows written after the checkpoint belong to updates whose state was lost; they are redone.
+    A torn last line (killed mid-write) is dropped too. Returns the number of rows kept.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("update", math.inf) <= updates:
+            kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+    return len(kept)

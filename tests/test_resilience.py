@@ -1,0 +1,185 @@
+"""Faults and bad input: kills, signals, corrupt checkpoints, NaNs, unsupported spaces."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from trpo_lab.checkpoint import CheckpointError, load_checkpoint
+from trpo_lab.config import ConfigError
+from trpo_lab.evaluate import main as evaluate_main
+from trpo_lab.train import build_trainer, run
+from trpo_lab.trainer import TrainingDiverged
+
+FAST = ["env=cartpole", "rollout.num_envs=2", "rollout.batch_size=512", "critic.epochs=1",
+        "logger.wandb.mode=disabled", "logger.console=lines", "logger.console_every=1", "eval.every=0"]
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _start(run_dir, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "trpo_lab.train", *FAST, f"hydra.run.dir={run_dir}", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_rows(proc, run_dir, n, timeout=120):
+    path = Path(run_dir) / "metrics.jsonl"
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for metrics")
+
+
+def test_kill_9_then_resume_completes_exactly(tmp_path):
+    total = 512 * 150
+    proc = _start(tmp_path, f"total_env_steps={total}", "checkpoint_every=4")
+    _wait_for_rows(proc, tmp_path, 11)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["updates"] % 4 == 0 and ckpt["updates"] >= 8
+    assert len(_rows(tmp_path)) >= ckpt["updates"]  # rows past the checkpoint exist before resume
+
+    out = subprocess.run([sys.executable, "-m", "trpo_lab.train", *FAST, f"hydra.run.dir={tmp_path}",
+                          f"total_env_steps={total}", "checkpoint_every=4"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = _rows(tmp_path)
+    steps = [r["env_steps"] for r in rows]
+    assert steps == list(range(512, total + 1, 512))  # strictly increasing, no duplicates, none missing
+    assert [r["update"] for r in rows] == list(range(1, 151))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["env_steps"] == total
+
+
+def test_sigterm_writes_checkpoint_and_exits(tmp_path):
+    proc = _start(tmp_path, "total_env_steps=1000000", "checkpoint_every=0")
+    _wait_for_rows(proc, tmp_path, 3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "SIGTERM" in err and "resume=" in err and "Traceback" not in err
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["updates"] == len(_rows(tmp_path)) and ckpt["env_steps"] == 512 * ckpt["updates"]
+
+
+def test_corrupt_and_truncated_checkpoints_get_clear_errors(compose, tmp_path, capsys):
+    cfg = compose(["env=cartpole", "debug=smoke"])
+    run(cfg, tmp_path)
+    good = (tmp_path / "checkpoint.pt").read_bytes()
+
+    (tmp_path / "checkpoint.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="not a readable trpo-lab checkpoint"):
+        load_checkpoint(tmp_path)
+    assert evaluate_main([str(tmp_path)]) == 2
+    assert "not a readable trpo-lab checkpoint" in capsys.readouterr().err
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(tmp_path)
+
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "checkpoint.pt")  # a foreign but valid file
+    with pytest.raises(CheckpointError, match="not a trpo-lab checkpoint"):
+        load_checkpoint(tmp_path)
+
+    # and resuming from it fails before anything is written
+    n_rows = len(_rows(tmp_path))
+    with pytest.raises(CheckpointError):
+        build_trainer(compose(["env=cartpole", "debug=smoke", "resume=true"]), tmp_path)
+    assert len(_rows(tmp_path)) == n_rows
+
+
+def test_checkpoint_holds_no_pickled_objects(compose, tmp_path):
+    run(compose(["env=cartpole", "debug=smoke"]), tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # raises if anything needs unpickling
+    for key in ("policy", "critic", "critic_optimizer", "obs_normalizer", "reward_scaler", "monotonic", "torch_rng"):
+        assert key in state
+
+
+def test_resume_rules(compose, tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        build_trainer(compose(["env=cartpole", "debug=smoke", "resume=true"]), tmp_path / "empty")
+    run(compose(["env=cartpole", "debug=smoke", "resume=false"]), tmp_path / "r")
+    with pytest.raises(ConfigError, match="already holds metrics.jsonl"):
+        build_trainer(compose(["env=cartpole", "debug=smoke", "resume=false"]), tmp_path / "r")
+    # a finished run is not run again
+    before = (tmp_path / "r" / "metrics.jsonl").read_text()
+    summary = run(compose(["env=cartpole", "debug=smoke"]), tmp_path / "r")
+    assert summary["env_steps"] == 2048 and (tmp_path / "r" / "metrics.jsonl").read_text() == before
+
+
+def test_resume_extends_a_finished_run(compose, tmp_path):
+    run(compose(["env=cartpole", "debug=smoke"]), tmp_path)
+    run(compose(["env=cartpole", "debug=smoke", "total_env_steps=4096"]), tmp_path)
+    assert [r["env_steps"] for r in _rows(tmp_path)] == list(range(512, 4097, 512))
+
+
+def test_nan_advantages_are_skipped_and_repeated_ones_stop_the_run(compose, tmp_path, monkeypatch):
+    from trpo_lab.rollout import RolloutCollector
+
+    real = RolloutCollector.collect
+    calls = {"n": 0}
+
+    def poisoned(self):
+        batch = real(self)
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            batch.advantages[0] = float("nan")
+        return batch
+
+    monkeypatch.setattr(RolloutCollector, "collect", poisoned)
+    cfg = compose(["env=cartpole", "debug=smoke", "total_env_steps=20480", "checkpoint_every=1",
+                   "max_consecutive_skips=3"])
+    trainer = build_trainer(cfg, tmp_path)
+    with pytest.raises(TrainingDiverged, match="3 consecutive updates were skipped"):
+        trainer.train()
+    rows = _rows(tmp_path)
+    assert [r["step/skipped"] for r in rows] == [0, 0, 1, 1, 1]
+    assert all("non-finite advantages" in r["step/skipped_reason"] for r in rows[2:])
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["updates"] == 4  # the last good checkpoint stays (the diverging update writes none)
+    for k, v in ckpt["policy"].items():
+        assert torch.isfinite(v).all(), k
+
+
+class MultiDiscreteEnv(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, a):
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+def test_unsupported_action_space_names_the_supported_ones(compose, tmp_path):
+    gym.register("TrpoLabMultiDiscrete-v0", entry_point=MultiDiscreteEnv)
+    with pytest.raises(ValueError, match="supported: gymnasium.spaces.Box"):
+        build_trainer(compose(["env.id=TrpoLabMultiDiscrete-v0", "debug=smoke"]), tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("override, key", [("algo.line_search.backtrack_coef=0", "backtrack_coef"),
+                                           ("env.id=Hopper-v9", "Hopper-v5"),
+                                           ("algo.fisher.subsample=1.5", "algo.fisher.subsample")])
+def test_cli_bad_input_exit_code_and_message(tmp_path, override, key):
+    out = subprocess.run([sys.executable, "-m", "trpo_lab.train", override, f"hydra.run.dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and key in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "wandb").exists() and not (tmp_path / "metrics.jsonl").exists()
