@@ -183,3 +183,24 @@ def test_cli_bad_input_exit_code_and_message(tmp_path, override, key):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and key in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "wandb").exists() and not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_rerunning_a_sweep_completes_only_unfinished_jobs(tmp_path):
+    cmd = [sys.executable, "-m", "trpo_lab.train", "-m", "seed=0,1", *FAST, "total_env_steps=2048",
+           "checkpoint_every=2", f"hydra.sweep.dir={tmp_path}"]
+    assert subprocess.run(cmd, capture_output=True, text=True, timeout=300).returncode == 0
+    finished = (tmp_path / "0" / "metrics.jsonl").read_text()
+    # job 1 "died" after its checkpoint at update 2: drop its summary and the rows after the checkpoint
+    (tmp_path / "1" / "summary.json").unlink()
+    state = torch.load(tmp_path / "1" / "checkpoint.pt", weights_only=True)
+    assert state["updates"] == 4
+    rows = (tmp_path / "1" / "metrics.jsonl").read_text().splitlines()
+    torch.save({**state, "updates": 2, "env_steps": 1024}, tmp_path / "1" / "checkpoint.pt")
+    (tmp_path / "1" / "metrics.jsonl").write_text("\n".join(rows[:3]) + "\n")  # a row past the checkpoint too
+
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "0" / "metrics.jsonl").read_text() == finished  # untouched
+    assert [json.loads(r)["env_steps"] for r in (tmp_path / "1" / "metrics.jsonl").read_text().splitlines()] == [
+        512, 1024, 1536, 2048]
+    assert json.loads((tmp_path / "1" / "summary.json").read_text())["env_steps"] == 2048
