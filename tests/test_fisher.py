@@ -61,20 +61,15 @@ def dense_empirical_fisher(pol, obs, act):
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
-def test_analytic_fvp_matches_dense_kl_hessian(kind):
+@pytest.mark.parametrize(
+    "estimator, dense",
+    [(AnalyticFisher, lambda pol, obs, act: dense_kl_hessian(pol, obs)), (EmpiricalFisher, dense_empirical_fisher)],
+    ids=["analytic-vs-kl-hessian", "empirical-vs-score-outer-products"],
+)
+def test_fvp_matches_dense_fisher(kind, estimator, dense):
     pol, obs, act = _setup(kind)
-    F = dense_kl_hessian(pol, obs)
-    fvp = AnalyticFisher().build(pol, obs, act)
-    for s in range(3):
-        v = torch.randn(F.shape[0], generator=torch.Generator().manual_seed(s))
-        torch.testing.assert_close(fvp(v), F @ v, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
-def test_empirical_fvp_matches_dense_score_outer_products(kind):
-    pol, obs, act = _setup(kind)
-    F = dense_empirical_fisher(pol, obs, act)
-    fvp = EmpiricalFisher().build(pol, obs, act)
+    F = dense(pol, obs, act)
+    fvp = estimator().build(pol, obs, act)
     for s in range(3):
         v = torch.randn(F.shape[0], generator=torch.Generator().manual_seed(s))
         torch.testing.assert_close(fvp(v), F @ v, rtol=1e-4, atol=1e-5)

@@ -204,3 +204,10 @@ def test_rerunning_a_sweep_completes_only_unfinished_jobs(tmp_path):
     assert [json.loads(r)["env_steps"] for r in (tmp_path / "1" / "metrics.jsonl").read_text().splitlines()] == [
         512, 1024, 1536, 2048]
     assert json.loads((tmp_path / "1" / "summary.json").read_text())["env_steps"] == 2048
+
+
+def test_unknown_algo_lists_the_presets(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "trpo_lab.train", "algo=trpo2", f"hydra.run.dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "Could not find 'algo/trpo2'" in out.stderr and "trpo_no_ls" in out.stderr
