@@ -88,8 +88,9 @@ def record_video(policy: Policy, env_id: str, env_kwargs: dict, obs_normalizer, 
     finally:
         env.close()
     fps = env.metadata.get("render_fps", 30)
-    images = [Image.fromarray(f) for f in frames[::2]]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(2000 / fps), loop=0)
+    stride = max(1, round(fps / 25))  # GIF viewers handle ~25 frames/s; real-time playback
+    images = [Image.fromarray(f) for f in frames[::stride]]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 * stride / fps), loop=0)
     return path
 
 
