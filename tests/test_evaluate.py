@@ -26,7 +26,8 @@ def pendulum_run(tmp_path_factory):
 
 
 def _evaluate(run_dir, *args, env=None):
-    return subprocess.run([sys.executable, "-m", "trpo_lab.evaluate", str(run_dir), *args],
+    # cwd: MuJoCo writes MUJOCO_LOG.TXT into the working directory when a renderer fails
+    return subprocess.run([sys.executable, "-m", "trpo_lab.evaluate", str(run_dir), *args], cwd=run_dir.parent,
                           capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
