@@ -236,6 +236,9 @@ def resolve_resume_path(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, Pat
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    stale = run_dir / "error.txt"
+    if stale.exists():  # a re-launched sweep retries this job: keep the old error, but not as the current one
+        stale.replace(run_dir / "error.previous.txt")
     try:
         cfg, run_dir = resolve_resume_path(cfg, run_dir)
         summary = run(cfg, run_dir)

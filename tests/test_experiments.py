@@ -1,0 +1,223 @@
+"""Experiment presets (conf/experiment/), launchers and failure containment in a multirun.
+
+Every preset composes with its sweep grid, every point of every grid composes into a valid config,
+and one job of every preset trains at smoke scale (``debug=smoke``). Two real multiruns run as
+subprocesses: joblib with reused workers (each job must match the same config run alone), and
+submitit_local with one job that fails (the other's results and a sweep summary must survive).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CONF_DIR
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import ConfigCompositionException
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from trpo_lab.config import validate
+from trpo_lab.envs import check_env_id
+from trpo_lab.natural.fisher import AnalyticFisher, EmpiricalFisher
+from trpo_lab.natural.line_search import BacktrackingLineSearch, NoLineSearch
+from trpo_lab.natural.step_rules import FixedStep, KLScaledStep
+from trpo_lab.sweep import SweepSummary
+from trpo_lab.train import build_update, run
+
+ROOT = Path(CONF_DIR).parent
+PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+TIMING = ("time/", "perf/")
+
+#: the grid of each preset, as issue #4 asks for it (seeds aside)
+EXPECTED_GRIDS = {
+    "variants": {"algo": ["npg", "trpo_no_ls", "trpo"]},
+    "step_rule_x_line_search": {"algo/step_rule": ["fixed", "kl_scaled"], "algo/line_search": ["none", "backtracking"]},
+    "delta_sweep": {"algo.max_kl": ["0.003", "0.01", "0.03", "0.1"], "algo/line_search": ["none", "backtracking"]},
+    "gae_lambda": {"rollout.gae_lambda": ["0", "0.5", "0.9", "0.95", "0.97", "0.99", "1"]},
+    "paper_curves": {
+        "env": ["swimmer", "hopper", "walker2d"],
+        "experiment/paper_variant": ["trpo", "trpo_no_ls", "npg_a0.01", "npg_a0.03", "npg_a0.1", "npg_a0.3",
+                                     "trpo_empirical_fisher", "trpo_max_kl"],
+    },
+}
+
+
+def sweep_params(compose, preset: str) -> dict[str, list[str]]:
+    """``hydra.sweeper.params`` of a preset, each value list split at its commas."""
+    hc = compose([f"experiment={preset}"], return_hydra_config=True).hydra
+    return {k: [v.strip() for v in str(vals).split(",")] for k, vals in hc.sweeper.params.items()}
+
+
+def test_every_preset_is_tested():
+    assert PRESETS == sorted(EXPECTED_GRIDS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_composes_with_its_sweep_grid(compose, preset):
+    cfg = compose([f"experiment={preset}"], return_hydra_config=True)
+    assert cfg.hydra.runtime.choices.experiment == preset  # train.run_metadata's W&B group
+    params = sweep_params(compose, preset)
+    seeds = params.pop("seed")
+    assert len(seeds) >= 3 and len(set(seeds)) == len(seeds) and all(s.isdigit() for s in seeds)
+    assert params == EXPECTED_GRIDS[preset]
+
+
+def test_the_documented_form_is_experiment_equals_name(compose):
+    # conf/train.yaml's defaults list holds `experiment: null`, so the preset is chosen with `experiment=NAME`;
+    # `+experiment=NAME` would append a second entry for the same group, which Hydra refuses.
+    assert compose(["experiment=variants"]).env.id == "Hopper-v5"
+    with pytest.raises(ConfigCompositionException, match="Multiple values for experiment"):
+        compose(["+experiment=variants"])
+
+
+def _grid_points(params: dict[str, list[str]]) -> list[list[str]]:
+    keys = [k for k in params if k != "seed"]
+    return [[f"{k}={v}" for k, v in zip(keys, combo)] for combo in itertools.product(*(params[k] for k in keys))]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_grid_point_is_a_valid_config(compose, preset):
+    for point in _grid_points(sweep_params(compose, preset)):
+        cfg = compose([f"experiment={preset}", *point, "seed=0"])
+        validate(cfg)
+        check_env_id(cfg.env.id)
+        build_update(cfg.algo)
+
+
+def test_grid_points_set_what_their_names_say(compose):
+    def update(*overrides):
+        return build_update(compose(list(overrides)).algo)
+
+    for rule, ls in itertools.product(["fixed", "kl_scaled"], ["none", "backtracking"]):
+        u = update("experiment=step_rule_x_line_search", f"algo/step_rule={rule}", f"algo/line_search={ls}")
+        assert type(u.step_rule) is {"fixed": FixedStep, "kl_scaled": KLScaledStep}[rule]
+        assert type(u.line_search) is {"none": NoLineSearch, "backtracking": BacktrackingLineSearch}[ls]
+    for kl in (0.003, 0.1):
+        cfg = compose(["experiment=delta_sweep", f"algo.max_kl={kl}", "algo/line_search=backtracking"])
+        assert cfg.algo.max_kl == kl and cfg.algo.step_rule.max_kl == kl and cfg.algo.line_search.max_kl == kl
+    assert compose(["experiment=gae_lambda", "rollout.gae_lambda=0"]).rollout.gae_lambda == 0
+    paper = "experiment=paper_curves"
+    for alpha in ("0.01", "0.03", "0.1", "0.3"):
+        u = update(paper, f"experiment/paper_variant=npg_a{alpha}")
+        assert isinstance(u.step_rule, FixedStep) and u.step_rule.step_size == float(alpha)
+        assert isinstance(u.line_search, NoLineSearch)
+    u = update(paper, "experiment/paper_variant=trpo_no_ls")
+    assert isinstance(u.step_rule, KLScaledStep) and isinstance(u.line_search, NoLineSearch)
+    u = update(paper, "experiment/paper_variant=trpo_empirical_fisher")
+    assert isinstance(u.fisher, EmpiricalFisher) and isinstance(u.line_search, BacktrackingLineSearch)
+    u = update(paper, "experiment/paper_variant=trpo_max_kl")
+    assert isinstance(u.fisher, AnalyticFisher) and u.constraint == "max" and u.line_search.constraint == "max"
+    u = update(paper)  # the default variant
+    assert isinstance(u.line_search, BacktrackingLineSearch) and u.constraint == "mean"
+    assert compose([paper, "env=swimmer"]).env.id == "Swimmer-v5"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_one_job_of_each_preset_trains_at_smoke_scale(compose, tmp_path, preset):
+    first_point = [f"{k}={v[0]}" for k, v in sweep_params(compose, preset).items()]
+    cfg = compose([f"experiment={preset}", *first_point, "debug=smoke"])
+    assert cfg.total_env_steps == 2048 and cfg.logger.wandb.mode == "disabled"  # debug=smoke wins over the preset
+    summary = run(cfg, tmp_path)
+    assert summary["env_steps"] == 2048
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in rows] == [512, 1024, 1536, 2048]
+
+
+# -- real multiruns -------------------------------------------------------------------------------------
+
+
+def _multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "trpo_lab.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"],
+        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
+
+
+def _jobs(sweep: Path, key: str) -> dict[str, Path]:
+    """``{value of the override of key: job folder}`` for the job folders of a sweep."""
+    jobs = {}
+    for d in sweep.iterdir():
+        if (d / ".hydra" / "overrides.yaml").exists():
+            overrides = dict(o.split("=", 1) for o in yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()))
+            jobs[overrides[key]] = d
+    return jobs
+
+
+def test_joblib_multirun_of_a_preset_reuses_workers_without_leaking_state(compose, tmp_path):
+    # 3 jobs on 2 joblib workers: one worker runs two jobs back to back. Each job must log exactly what the
+    # same config logs when run alone in this process (no torch seed, threads, env or W&B state carried over).
+    sweep = tmp_path / "sweep"
+    overrides = ["experiment=variants", "env=cartpole", "debug=smoke", "algo=npg,trpo_no_ls,trpo", "seed=3",
+                 "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    res = _multirun(sweep, *overrides)
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = _jobs(sweep, "algo")
+    assert sorted(jobs) == ["npg", "trpo", "trpo_no_ls"]
+    for algo, job in jobs.items():
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["meta"]["group"] == "variants"  # the W&B group is the experiment's name
+        alone = tmp_path / f"alone_{algo}"
+        run(compose(["experiment=variants", "env=cartpole", "debug=smoke", f"algo={algo}", "seed=3"]), alone)
+        assert _rows(job) == _rows(alone), algo
+    sweep_summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert (sweep_summary["ok"], sweep_summary["failed"], sweep_summary["incomplete"]) == (3, 0, 0)
+
+
+def test_a_failing_job_does_not_lose_the_others_and_is_summarised(tmp_path):
+    # submitit_local (every job is its own process, started at once); the second job's env id does not exist.
+    # Contract with trpo_lab/train.py: in MULTIRUN a job's exception goes into its error.txt (with the
+    # traceback) and the job returns, so the sweep finishes with exit code 0 and sweep_summary.json lists it.
+    sweep = tmp_path / "sweep"
+    res = _multirun(sweep, "env=cartpole", "debug=smoke", "env.id=CartPole-v1,NoSuchEnv-v0",
+                    "hydra/launcher=submitit_local")
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = _jobs(sweep, "env.id")
+    good, bad = jobs["CartPole-v1"], jobs["NoSuchEnv-v0"]
+    good_summary = json.loads((good / "summary.json").read_text())
+    assert good_summary["env_steps"] == 2048 and not (good / "error.txt").exists()
+    error = (bad / "error.txt").read_text()
+    assert "Traceback" in error and "NoSuchEnv-v0" in error and not (bad / "summary.json").exists()
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert (summary["jobs_total"], summary["ok"], summary["failed"], summary["incomplete"]) == (2, 1, 1, 0)
+    by_status = {j["status"]: j for j in summary["jobs"]}
+    assert by_status["ok"]["final_return"] == good_summary["final_return"]
+    assert sorted(by_status["ok"]["overrides"]) == ["debug=smoke", "env.id=CartPole-v1", "env=cartpole"]
+    assert "NoSuchEnv-v0" in by_status["failed"]["error"] and by_status["failed"]["final_return"] is None
+    assert "NoSuchEnv-v0" in (sweep / "sweep_summary.md").read_text()
+
+
+def test_slurm_launcher_config_extends_submitit_slurm(compose):
+    launcher = compose(["hydra/launcher=slurm", "hydra.launcher.partition=cpu"], return_hydra_config=True).hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.cpus_per_task, launcher.timeout_min) == ("cpu", 1, 60)
+    assert launcher.array_parallelism >= 1
+
+
+def test_summary_callback_records_a_job_that_raised(tmp_path):
+    # If an exception escapes the task function, Hydra hands it to on_job_end: its traceback goes into error.txt.
+    job_dir = tmp_path / "sweep" / "0"
+    (job_dir / ".hydra").mkdir(parents=True)
+    (job_dir / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
+    try:
+        raise RuntimeError("boom in job 0")
+    except RuntimeError as e:
+        ret = JobReturn(status=JobStatus.FAILED, _return_value=e)
+    config = OmegaConf.create({"hydra": {"mode": RunMode.MULTIRUN, "runtime": {"output_dir": str(job_dir)},
+                                         "sweep": {"dir": str(tmp_path / "sweep")}}})
+    SweepSummary().on_job_end(config, ret)
+    text = (job_dir / "error.txt").read_text()
+    assert text.startswith("Traceback") and text.strip().endswith("RuntimeError: boom in job 0")
+    summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
+    assert summary["failed"] == 1 and summary["jobs"][0]["error"] == "RuntimeError: boom in job 0"

@@ -1,0 +1,158 @@
+"""The sweep summary: one file that says which jobs of a multirun finished, failed or stopped.
+
+Registered as a Hydra callback in ``conf/train.yaml``::
+
+    hydra:
+      callbacks:
+        sweep_summary:
+          _target_: trpo_lab.sweep.SweepSummary
+
+It writes ``sweep_summary.json`` and ``sweep_summary.md`` into the sweep folder
+(``hydra.sweep.dir``) at the end of a multirun, listing every job folder with its overrides, its
+status (``ok``: ``summary.json`` written; ``failed``: ``error.txt`` written; ``incomplete``:
+neither, e.g. killed), env steps reached, final return and error message. It also rewrites them
+after each job, so a sweep that is killed or aborted still leaves a summary of the jobs that ended.
+
+A job that raises an exception out of the task function gets its traceback written to its
+``error.txt`` by :meth:`SweepSummary.on_job_end` (unless the job wrote one itself).
+
+After the fact, or for a sweep run without the callback::
+
+    python -m trpo_lab.sweep multirun/2026-01-01/12-00-00
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from trpo_lab.analysis import ERROR, Run, display_path, find_run_dirs, markdown_table, read_run
+
+SUMMARY_JSON, SUMMARY_MD = "sweep_summary.json", "sweep_summary.md"
+#: only the end of each metrics.jsonl is read (a row is ~2 kB), so a summary of a large sweep stays cheap
+METRICS_TAIL_BYTES = 64 * 1024
+
+
+def job_record(run: Run, sweep_dir: Path) -> dict[str, Any]:
+    """What the summary says about one job folder."""
+    summary = run.summary or {}
+    final = summary.get("final_return") if run.status == "ok" else run.last_value("return/mean")
+    env_steps = summary.get("env_steps") if run.summary else (run.rows[-1].get("env_steps") if run.rows else 0)
+    try:
+        folder = str(run.path.relative_to(sweep_dir.resolve()))
+    except ValueError:
+        folder = str(run.path)
+    return {
+        "job": folder,
+        "overrides": [f"{k}={v}" for k, v in run.overrides.items()],
+        "status": run.status,
+        "env_steps": env_steps,
+        "final_return": final,
+        "error": run.error,
+    }
+
+
+def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
+    """The summary of every job folder below ``sweep_dir`` (see the module docstring)."""
+    sweep_dir = Path(sweep_dir)
+    jobs = [job_record(read_run(d, METRICS_TAIL_BYTES), sweep_dir) for d in find_run_dirs([sweep_dir])]
+    counts = {s: sum(j["status"] == s for j in jobs) for s in ("ok", "failed", "incomplete")}
+    return {"sweep_dir": display_path(sweep_dir), "jobs_total": len(jobs), **counts, "jobs": jobs}
+
+
+def _fmt_return(v: Any) -> str:
+    return "—" if v is None else f"{v:.1f}"
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """A short Markdown rendering of :func:`summarize_sweep`'s result."""
+    head = (
+        f"# Sweep summary\n\n`{summary['sweep_dir']}`: {summary['jobs_total']} jobs — {summary['ok']} ok, "
+        f"{summary['failed']} failed, {summary['incomplete']} incomplete.\n\n"
+        "`final return` is `summary.json`'s `final_return` for finished jobs, else the last logged `return/mean`.\n\n"
+    )
+    rows = [
+        (j["job"], " ".join(j["overrides"]), j["status"], j["env_steps"], _fmt_return(j["final_return"]), j["error"] or "")
+        for j in summary["jobs"]
+    ]
+    return head + markdown_table(["job", "overrides", "status", "env steps", "final return", "error"], rows) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file and a rename, so readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the summary is as readable as the run files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_sweep_summary(sweep_dir: Path) -> dict[str, Any]:
+    """Write ``sweep_summary.json`` and ``sweep_summary.md`` into ``sweep_dir``; returns the summary."""
+    sweep_dir = Path(sweep_dir)
+    summary = summarize_sweep(sweep_dir)
+    _write_atomic(sweep_dir / SUMMARY_JSON, json.dumps(summary, indent=2, default=str) + "\n")
+    _write_atomic(sweep_dir / SUMMARY_MD, summary_markdown(summary))
+    return summary
+
+
+class SweepSummary(Callback):
+    """Hydra callback: ``error.txt`` for a job that raised, and the sweep summary after each job and at the end.
+
+    ``on_job_end`` runs in the process that ran the job (a joblib worker, a submitit job), so it only
+    writes files; the summary is always recomputed from the job folders, never from in-memory state.
+    """
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        run_dir = Path(config.hydra.runtime.output_dir)
+        error = getattr(job_return, "_return_value", None)  # JobReturn.return_value re-raises for a failed job
+        failed = getattr(job_return, "status", None) == JobStatus.FAILED
+        if failed and isinstance(error, BaseException) and not (run_dir / ERROR).exists():
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            (run_dir / ERROR).write_text(text, encoding="utf-8")
+        try:
+            write_sweep_summary(Path(config.hydra.sweep.dir))
+        except OSError as e:  # a summary must never fail a job
+            print(f"warning: could not write the sweep summary: {e}", file=sys.stderr)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            summary = write_sweep_summary(sweep_dir)
+            print(
+                f"sweep summary: {summary['ok']} ok, {summary['failed']} failed, {summary['incomplete']} incomplete "
+                f"→ {sweep_dir / SUMMARY_MD}",
+                file=sys.stderr,
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="(Re)write sweep_summary.json/.md for a multirun folder.")
+    parser.add_argument("sweep_dir", type=Path)
+    args = parser.parse_args(argv)
+    if not find_run_dirs([args.sweep_dir]):
+        print(f"error: no run folders under {args.sweep_dir}", file=sys.stderr)
+        return 1
+    summary = write_sweep_summary(args.sweep_dir)
+    print(summary_markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
