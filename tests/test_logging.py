@@ -148,3 +148,16 @@ def test_paired_evaluation_of_a_rejected_step_is_zero(compose, tmp_path):
     for r in _rows(tmp_path):
         assert r["line_search/accepted"] == 0
         assert r["paired/improvement"] == 0.0
+
+
+def test_resumed_run_logs_into_the_same_wandb_run(compose, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run(compose(["env=cartpole", "debug=smoke", "logger.wandb.mode=offline"]), tmp_path)
+    run_id = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["wandb_run_id"]
+    assert run_id
+    run(compose(["env=cartpole", "debug=smoke", "logger.wandb.mode=offline", "total_env_steps=4096"]), tmp_path)
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["wandb_run_id"] == run_id
