@@ -159,5 +159,6 @@ def test_resumed_run_logs_into_the_same_wandb_run(compose, tmp_path, monkeypatch
     assert run_id
     run(compose(["env=cartpole", "debug=smoke", "logger.wandb.mode=offline", "total_env_steps=4096"]), tmp_path)
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
+    # W&B appends '-1' to the folder when both runs start within the same second
+    assert len(runs) == 2 and all(run_id in r.name for r in runs)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["wandb_run_id"] == run_id

@@ -64,4 +64,6 @@ def validate(cfg: DictConfig) -> None:
         _check(cfg, "algo.step_rule.step_size", lambda v: isinstance(v, num) and v > 0, "> 0")
     _check(cfg, "algo.solver.iters", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
     _check(cfg, "algo.solver.damping", lambda v: isinstance(v, num) and v >= 0, "≥ 0")
+    _check(cfg, "rollout.vector_env", lambda v: v in ("inprocess", "gymnasium"), "'inprocess' or 'gymnasium'")
+    _check(cfg, "critic.implementation", lambda v: v in ("fused", "autograd"), "'fused' or 'autograd'")
     _check(cfg, "algo.fisher.subsample", lambda v: isinstance(v, num) and 0 < v <= 1, "in (0, 1]")

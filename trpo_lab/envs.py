@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Callable, Literal, Sequence
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector.utils import batch_space
+
+VECTOR_BACKENDS = ("inprocess", "gymnasium")
 
 
 class UnknownEnvError(ValueError):
@@ -22,20 +25,108 @@ def check_env_id(env_id: str) -> str:
     raise UnknownEnvError(f"env.id={env_id!r} is not a registered gymnasium environment.{hint}")
 
 
-def make_vec_env(env_id: str, num_envs: int, kwargs: dict[str, Any] | None = None) -> SyncVectorEnv:
-    """``num_envs`` copies of ``env_id`` stepped in-process, with SAME_STEP autoreset.
+def make_vec_env(
+    env_id: str,
+    num_envs: int,
+    kwargs: dict[str, Any] | None = None,
+    backend: Literal["inprocess", "gymnasium"] = "inprocess",
+) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``env_id`` stepped in this process, with SAME_STEP autoreset.
 
     With SAME_STEP, a step that ends an episode returns the *first observation of the next
     episode* and puts the true last observation in ``info["final_obs"]``: there is no dummy
     transition to filter out (gymnasium 1.x's default NEXT_STEP mode inserts one), and the
     final observation is there to bootstrap a time-limit truncation from.
+
+    Args:
+        env_id: a registered gymnasium id.
+        num_envs: number of copies; env i is seeded with ``seed + i`` by ``reset(seed=seed)``.
+        kwargs: passed to ``gymnasium.make``.
+        backend: ``inprocess`` (default): :class:`InProcessVectorEnv`, the same transitions as
+            gymnasium's ``SyncVectorEnv`` with less work per step; ``gymnasium``: ``SyncVectorEnv``.
+            (A worker process holding the envs, stepped in two alternating groups so that simulation
+            and policy overlap, measured 20–28 % slower on a 2-core VM: experiments/throughput/.)
     """
     check_env_id(env_id)
+    if backend not in VECTOR_BACKENDS:
+        raise ValueError(f"vector env backend={backend!r} must be one of {VECTOR_BACKENDS}")
     kwargs = dict(kwargs or {})
-    return SyncVectorEnv(
-        [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
-        autoreset_mode=AutoresetMode.SAME_STEP,
-    )
+    fns = [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)]
+    if backend == "gymnasium":
+        return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    return InProcessVectorEnv(fns)
+
+
+class InProcessVectorEnv(gym.vector.VectorEnv):
+    """Sub-envs stepped one after the other in this process, SAME_STEP autoreset.
+
+    The transitions (observations, rewards, terminations, truncations, resets and their seeds)
+    are those of ``gymnasium.vector.SyncVectorEnv(fns, autoreset_mode=SAME_STEP)``; what is left
+    out is per-step work the trainer never reads: the sub-envs' own ``info`` dicts are not merged
+    into batched arrays (``step`` returns only ``final_obs``/``final_info`` with their ``_`` masks,
+    and only on a step where an episode ended), observations are written straight into one
+    preallocated array instead of a list that is concatenated and deep-copied, and actions are
+    indexed rows instead of ``iterate(action_space, ...)``. Box or Discrete observation spaces only.
+
+    Args:
+        env_fns: one callable per sub-env that makes it.
+    """
+
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]) -> None:
+        self.envs = [fn() for fn in env_fns]
+        self.num_envs = len(self.envs)
+        first = self.envs[0]
+        self.metadata = dict(first.metadata)
+        self.metadata["autoreset_mode"] = AutoresetMode.SAME_STEP
+        self.render_mode = first.render_mode
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        space = self.single_observation_space
+        if not isinstance(space, (gym.spaces.Box, gym.spaces.Discrete)):
+            raise TypeError(f"InProcessVectorEnv supports Box or Discrete observations, not {space}")
+        self._obs = np.zeros((self.num_envs, *space.shape), dtype=space.dtype)
+        self._rewards = np.zeros(self.num_envs, np.float64)
+        self._terminations = np.zeros(self.num_envs, np.bool_)
+        self._truncations = np.zeros(self.num_envs, np.bool_)
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every sub-env; an int ``seed`` seeds env i with ``seed + i`` (as ``SyncVectorEnv``)."""
+        if seed is None or isinstance(seed, int):
+            seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"{len(seeds)} seeds for {self.num_envs} envs")
+        for i, (env, s) in enumerate(zip(self.envs, seeds)):
+            self._obs[i], _ = env.reset(seed=s, options=options)
+        return self._obs.copy(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, rewards, terms, truncs = self._obs, self._rewards, self._terminations, self._truncations
+        info: dict[str, Any] = {}
+        for i, env in enumerate(self.envs):
+            obs_i, rewards[i], terms[i], truncs[i], env_info = env.step(actions[i])
+            if terms[i] or truncs[i]:
+                if not info:
+                    n = self.num_envs
+                    info = {"final_obs": np.full(n, None, object), "_final_obs": np.zeros(n, np.bool_),
+                            "final_info": np.full(n, None, object), "_final_info": np.zeros(n, np.bool_)}
+                info["final_obs"][i], info["_final_obs"][i] = obs_i, True
+                info["final_info"][i], info["_final_info"][i] = env_info, True
+                obs_i, _ = env.reset()
+            obs[i] = obs_i
+        return obs.copy(), rewards.copy(), terms.copy(), truncs.copy(), info
+
+    def render(self) -> tuple[Any, ...]:
+        return tuple(env.render() for env in self.envs)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
 
 
 class RunningMeanStd:

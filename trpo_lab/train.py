@@ -95,7 +95,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
     torch.manual_seed(cfg.seed)
 
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs)
-    envs = make_vec_env(cfg.env.id, cfg.rollout.num_envs, env_kwargs)
+    envs = make_vec_env(cfg.env.id, cfg.rollout.num_envs, env_kwargs, backend=cfg.rollout.vector_env)
     try:
         policy = make_policy(envs.single_observation_space, envs.single_action_space, **cfg.policy)
     except ValueError:
@@ -103,7 +103,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
         raise
     obs_dim = envs.single_observation_space.shape[0]
     critic = ValueFunction(obs_dim, cfg.critic.hidden_sizes, cfg.critic.activation)
-    critic_fitter = CriticFitter(critic, cfg.critic.lr, cfg.critic.epochs, cfg.critic.minibatch_size)
+    critic_fitter = CriticFitter(
+        critic, cfg.critic.lr, cfg.critic.epochs, cfg.critic.minibatch_size, cfg.critic.implementation
+    )
     obs_normalizer = ObservationNormalizer((obs_dim,), enabled=cfg.rollout.normalize_obs)
     reward_scaler = RewardScaler(cfg.rollout.num_envs, cfg.rollout.gamma, enabled=cfg.rollout.normalize_reward)
     collector = RolloutCollector(
@@ -111,6 +113,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
         steps_per_env=cfg.rollout.batch_size // cfg.rollout.num_envs,
         gamma=cfg.rollout.gamma, gae_lambda=cfg.rollout.gae_lambda,
         obs_normalizer=obs_normalizer, reward_scaler=reward_scaler, seed=cfg.seed,
+        numpy_actor=cfg.rollout.numpy_actor,
     )
     ev = cfg.eval
     evaluation = Evaluation(

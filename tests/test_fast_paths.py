@@ -1,0 +1,485 @@
+"""Every optimised path against an independent, straightforward computation of the same numbers.
+
+* Fisher-vector products (JᵀMJ, by hand and by torch.func) against the dense KL Hessian from
+  ``torch.autograd.functional.hessian``, and against double backprop on a full-size network;
+* the natural-gradient step with JᵀMJ against a dense solve;
+* the fused critic fit against ``loss.backward()`` + ``torch.optim.Adam``;
+* the numpy actor against the torch policy's distribution;
+* the in-process vector env against gymnasium's ``SyncVectorEnv``;
+* the vectorised episode statistics and the numpy GAE recursion against per-step loops.
+
+No timing is asserted here; speed is measured by scripts/benchmark.py.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import TimeLimit
+from torch import nn
+from torch.func import functional_call
+from torch.nn.utils import parameters_to_vector
+
+from trpo_lab.critic import CriticFitter
+from trpo_lab.envs import InProcessVectorEnv, ObservationNormalizer, RewardScaler
+from trpo_lab.natural.cg import ConjugateGradient
+from trpo_lab.natural.fisher import AnalyticFisher, _FuncLinearization, _MLPPolicyLinearization, linearize_policy
+from trpo_lab.natural.line_search import NoLineSearch
+from trpo_lab.natural.step_rules import KLScaledStep
+from trpo_lab.natural.update import NaturalGradientUpdate
+from trpo_lab.policies import CategoricalPolicy, GaussianPolicy, ValueFunction
+from trpo_lab.rollout import NumpyActor, RolloutCollector, compute_gae
+
+from conftest import CountingEnv
+from test_gae import LinearValue, reference_advantages
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _perturbed(pol: nn.Module, scale: float = 0.3, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in pol.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return pol
+
+
+def _unflatten(pol: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    out, i = {}, 0
+    for name, p in pol.named_parameters():
+        out[name] = flat[i : i + p.numel()].reshape(p.shape)
+        i += p.numel()
+    return out
+
+
+def dense_kl_hessian(pol: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    """∇²_θ mean KL(π_θold ‖ π_θ) at θ_old in float64, by ``torch.autograd.functional.hessian``."""
+    pol64 = copy.deepcopy(pol).double()
+    obs64 = obs.double()
+    theta0 = parameters_to_vector(pol64.parameters()).detach()
+    with torch.no_grad():
+        old = pol64.dist_params(obs64)
+
+    def kl_of(theta: torch.Tensor) -> torch.Tensor:
+        return pol64.kl(old, functional_call(pol64, _unflatten(pol64, theta), (obs64,))).mean()
+
+    return torch.autograd.functional.hessian(kl_of, theta0)
+
+
+class StateStdGaussian(nn.Module):
+    """A policy outside trpo_lab.policies: N(μ(s), diag σ(s)²) with a state-dependent σ and a LayerNorm."""
+
+    discrete = False
+
+    def __init__(self, obs_dim: int, act_dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(obs_dim, 8), nn.LayerNorm(8), nn.Tanh())
+        self.mu = nn.Linear(8, act_dim)
+        self.ls = nn.Linear(8, act_dim)
+
+    def dist_params(self, obs):
+        h = self.body(obs)
+        return self.mu(h), self.ls(h)
+
+    forward = dist_params
+
+    def kl(self, p, q):
+        (mp, lp), (mq, lq) = p, q
+        return (lq - lp + 0.5 * (torch.exp(2 * (lp - lq)) + ((mp - mq) * torch.exp(-lq)) ** 2) - 0.5).sum(-1)
+
+
+def _policy(kind: str, activation: str = "tanh", hidden=(5, 4)):
+    torch.manual_seed(0)
+    if kind == "gaussian":
+        return _perturbed(GaussianPolicy(3, 2, hidden_sizes=hidden, activation=activation, log_std_init=-0.3))
+    if kind == "categorical":
+        return _perturbed(CategoricalPolicy(3, 4, hidden_sizes=hidden, activation=activation))
+    return _perturbed(StateStdGaussian(3, 2))
+
+
+# -- Fisher-vector products ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, activation",
+    [(k, a) for k in ("gaussian", "categorical") for a in ("tanh", "relu", "elu")] + [("custom", "tanh")],
+)
+def test_jmj_fvp_matches_dense_kl_hessian(kind, activation):
+    """By hand for the MLP policies; by torch.func (J) and the KL's own Hessian (M) for any other policy."""
+    pol = _policy(kind, activation)
+    obs = torch.randn(12, 3, generator=torch.Generator().manual_seed(1))
+    lin = linearize_policy(pol, obs)
+    assert isinstance(lin, _FuncLinearization if kind == "custom" else _MLPPolicyLinearization)
+    F = dense_kl_hessian(pol, obs)
+    fvp = AnalyticFisher(method="jmj").build(pol, obs, None)
+    for s in range(3):
+        v = torch.randn(F.shape[0], generator=torch.Generator().manual_seed(s))
+        expected = (F @ v.double()).float()
+        torch.testing.assert_close(fvp(v), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_jmj_subsample_is_the_dense_fisher_of_the_drawn_states():
+    pol = _policy("gaussian")
+    obs = torch.randn(40, 3)
+    torch.manual_seed(5)
+    fvp = AnalyticFisher(subsample=0.25, method="jmj").build(pol, obs, None)
+    torch.manual_seed(5)
+    idx = torch.randperm(40)[:10]
+    v = torch.randn(sum(p.numel() for p in pol.parameters()))
+    torch.testing.assert_close(fvp(v), (dense_kl_hessian(pol, obs[idx]) @ v.double()).float(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_jmj_equals_double_backprop_on_a_full_size_batch(kind):
+    """The training-size case (64×64 MLP, 2048 states), where a dense Hessian is too big to form."""
+    torch.manual_seed(0)
+    pol = (GaussianPolicy(11, 3) if kind == "gaussian" else CategoricalPolicy(11, 5))
+    _perturbed(pol, 0.05)
+    obs = torch.randn(2048, 11)
+    jmj = AnalyticFisher(method="jmj").build(pol, obs, None)
+    ref = AnalyticFisher(method="double_backprop").build(pol, obs, None)
+    for s in range(3):
+        v = torch.randn(sum(p.numel() for p in pol.parameters()), generator=torch.Generator().manual_seed(s))
+        a, b = jmj(v), ref(v)
+        assert float((a - b).norm() / b.norm()) < 1e-5
+
+
+def test_fvp_is_unaffected_by_later_parameter_changes():
+    """The line search overwrites θ after the Fisher is built; F must stay the Fisher at θ_old."""
+    pol = _policy("gaussian")
+    obs = torch.randn(12, 3)
+    F = dense_kl_hessian(pol, obs)
+    fvp = AnalyticFisher(method="jmj").build(pol, obs, None)
+    with torch.no_grad():
+        for p in pol.parameters():
+            p.mul_(1.7)
+    v = torch.randn(F.shape[0])
+    torch.testing.assert_close(fvp(v), (F @ v.double()).float(), rtol=1e-4, atol=1e-5)
+
+
+def test_bad_fisher_method_is_rejected():
+    with pytest.raises(ValueError, match="algo.fisher.method"):
+        AnalyticFisher(method="magic")
+
+
+# -- the composed update ---------------------------------------------------------------------------------
+
+
+def test_update_with_jmj_takes_the_dense_natural_step():
+    torch.manual_seed(0)
+    pol = GaussianPolicy(3, 2, hidden_sizes=(6,), log_std_init=-0.5)
+    obs = torch.randn(32, 3)
+    with torch.no_grad():
+        dist = pol.dist_params(obs)
+        act = pol.sample(dist)
+        lp = pol.log_prob(dist, act)
+    adv = torch.randn(32)
+    theta0 = parameters_to_vector(pol.parameters()).detach().clone()
+    # dense reference, float64
+    a = (adv - adv.mean()) / (adv.std() + 1e-8)
+    surr = (torch.exp(pol.log_prob(pol.dist_params(obs), act) - lp) * a).mean()
+    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr, list(pol.parameters()))]).double()
+    F = dense_kl_hessian(pol, obs) + 0.1 * torch.eye(g.numel(), dtype=torch.float64)
+    x = torch.linalg.solve(F, g)
+    expected = (math.sqrt(2 * 0.01 / float(x @ F @ x)) * x).float()
+
+    update = NaturalGradientUpdate(
+        AnalyticFisher(method="jmj"), ConjugateGradient(iters=200, damping=0.1, residual_tol=1e-12),
+        KLScaledStep(0.01), NoLineSearch(), max_kl=0.01,
+    )
+    stats = update(pol, obs, act, lp, adv)
+    torch.testing.assert_close(parameters_to_vector(pol.parameters()).detach() - theta0, expected, rtol=1e-3, atol=1e-6)
+    assert stats.kl_predicted == pytest.approx(0.01, rel=1e-5)
+
+
+# -- critic ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("minibatch, n", [(128, 1000), (256, 2048), (2048, 2048)])
+def test_fused_critic_fit_matches_autograd_and_torch_adam(minibatch, n):
+    torch.manual_seed(0)
+    obs, y = torch.randn(n, 11), 3 * torch.randn(n)
+    vf_fused = ValueFunction(11)
+    vf_ref = copy.deepcopy(vf_fused)
+    fused = CriticFitter(vf_fused, 1e-3, 3, minibatch, implementation="fused")
+    ref = CriticFitter(vf_ref, 1e-3, 3, minibatch, implementation="autograd")
+    assert fused.implementation == "fused"
+    for k in range(2):  # the second fit continues from the Adam state the first left behind
+        torch.manual_seed(k)
+        s_fused = fused.fit(obs, y, torch.zeros(n))
+        torch.manual_seed(k)
+        s_ref = ref.fit(obs, y, torch.zeros(n))
+        assert s_fused.loss == pytest.approx(s_ref.loss, rel=1e-5)
+        for p, q in zip(vf_fused.parameters(), vf_ref.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    sd_f, sd_r = fused.optimizer.state_dict(), ref.optimizer.state_dict()
+    assert sd_f["param_groups"] == sd_r["param_groups"]
+    for i, st in sd_r["state"].items():
+        assert float(sd_f["state"][i]["step"]) == float(st["step"])
+        torch.testing.assert_close(sd_f["state"][i]["exp_avg"], st["exp_avg"], rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(sd_f["state"][i]["exp_avg_sq"], st["exp_avg_sq"], rtol=1e-4, atol=1e-9)
+
+
+def test_fused_critic_continues_from_a_loaded_optimizer_state():
+    torch.manual_seed(0)
+    obs, y = torch.randn(512, 5), torch.randn(512)
+    vf_a = ValueFunction(5)
+    a = CriticFitter(vf_a, 1e-3, 2, 64, implementation="autograd")
+    a.fit(obs, y, torch.zeros(512))
+    vf_b, vf_c = copy.deepcopy(vf_a), copy.deepcopy(vf_a)
+    b = CriticFitter(vf_b, 1e-3, 2, 64, implementation="fused")
+    c = CriticFitter(vf_c, 1e-3, 2, 64, implementation="autograd")
+    b.optimizer.load_state_dict(a.optimizer.state_dict())
+    c.optimizer.load_state_dict(a.optimizer.state_dict())
+    torch.manual_seed(1)
+    b.fit(obs, y, torch.zeros(512))
+    torch.manual_seed(1)
+    c.fit(obs, y, torch.zeros(512))
+    for p, q in zip(vf_b.parameters(), vf_c.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_critic_that_is_not_a_plain_mlp_falls_back_to_autograd():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.lin(x).squeeze(-1)
+
+    fitter = CriticFitter(Odd(), implementation="fused")
+    assert fitter.implementation == "autograd"
+    fitter.fit(torch.randn(64, 3), torch.randn(64), torch.zeros(64))
+
+
+# -- the numpy actor -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+def test_numpy_actor_mean_is_the_policy_mean(activation):
+    pol = _policy("gaussian", activation, hidden=(64, 64))
+    obs = torch.randn(16, 3)
+    actor = NumpyActor.from_policy(pol)
+    with torch.no_grad():
+        mean = pol.dist_params(obs)[0]
+    np.testing.assert_allclose(actor.mean_or_logits(obs.numpy()), mean.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_actor_samples_the_gaussian():
+    pol = _policy("gaussian", hidden=(16,))
+    obs = torch.randn(2, 3)
+    torch.manual_seed(0)
+    actor = NumpyActor.from_policy(pol)
+    samples = np.stack([actor(obs.numpy()) for _ in range(20000)])  # (K, 2, act_dim)
+    with torch.no_grad():
+        mean, log_std = pol.dist_params(obs)
+    std = log_std.detach().exp().numpy()
+    se = std / math.sqrt(samples.shape[0])
+    assert np.all(np.abs(samples.mean(0) - mean.numpy()) < 5 * se)
+    np.testing.assert_allclose(samples.std(0), np.broadcast_to(std, samples.shape[1:]), rtol=0.03)
+
+
+def test_numpy_actor_samples_the_categorical():
+    pol = _policy("categorical", hidden=(16,))
+    obs = torch.randn(2, 3)
+    torch.manual_seed(0)
+    actor = NumpyActor.from_policy(pol)
+    k = 40000
+    samples = np.stack([actor(obs.numpy()) for _ in range(k)])  # (K, 2)
+    with torch.no_grad():
+        p = torch.softmax(pol.dist_params(obs)[0], -1).numpy()
+    for s in range(2):
+        freq = np.bincount(samples[:, s], minlength=p.shape[1]) / k
+        se = np.sqrt(p[s] * (1 - p[s]) / k)
+        assert np.all(np.abs(freq - p[s]) < 5 * se + 1e-4), (freq, p[s])
+
+
+def test_numpy_actor_is_reproducible_from_the_torch_seed():
+    pol = _policy("gaussian", hidden=(8,))
+    obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    torch.manual_seed(3)
+    a = NumpyActor.from_policy(pol)(obs)
+    torch.manual_seed(3)
+    b = NumpyActor.from_policy(pol)(obs)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_no_numpy_actor_for_other_policies():
+    assert NumpyActor.from_policy(StateStdGaussian(3, 2)) is None
+
+
+# -- vector envs -----------------------------------------------------------------------------------------
+
+
+def _counting_fns():
+    return [lambda: CountingEnv(term_at=3), lambda: TimeLimit(CountingEnv(term_at=None), max_episode_steps=4),
+            lambda: TimeLimit(CountingEnv(term_at=5), max_episode_steps=5)]
+
+
+def _rollout(envs, actions, seed):
+    out = []
+    obs, _ = envs.reset(seed=seed)
+    out.append(("reset", obs.copy()))
+    for a in actions:
+        obs, rew, term, trunc, info = envs.step(a)
+        finals = {}
+        if "final_obs" in info:
+            finals = {i: np.asarray(info["final_obs"][i]) for i in np.flatnonzero(info["_final_obs"])}
+        out.append((obs.copy(), rew.copy(), term.copy(), trunc.copy(), finals))
+    envs.close()
+    return out
+
+
+def _assert_same_transitions(got, ref):
+    assert len(got) == len(ref)
+    np.testing.assert_array_equal(got[0][1], ref[0][1])
+    for g, r in zip(got[1:], ref[1:]):
+        for x, y in zip(g[:4], r[:4]):
+            np.testing.assert_array_equal(x, y)
+        assert g[4].keys() == r[4].keys()
+        for i in r[4]:
+            np.testing.assert_array_equal(g[4][i], r[4][i])
+
+
+def test_inprocess_vector_env_matches_gymnasium_sync_vector_env_on_counting_envs():
+    actions = np.zeros((12, 3, 1), np.float32)
+    ref = _rollout(SyncVectorEnv(_counting_fns(), autoreset_mode=AutoresetMode.SAME_STEP), actions, 0)
+    _assert_same_transitions(_rollout(InProcessVectorEnv(_counting_fns()), actions, 0), ref)
+
+
+def test_inprocess_vector_env_matches_gymnasium_on_hopper():
+    """Random actions make Hopper fall (terminations); a 20-step time limit adds truncations."""
+    make = lambda: gym.make("Hopper-v5", max_episode_steps=20)  # noqa: E731
+    actions = np.random.default_rng(0).uniform(-1, 1, (300, 3, 3)).astype(np.float32)
+    ref = _rollout(SyncVectorEnv([make] * 3, autoreset_mode=AutoresetMode.SAME_STEP), actions, 7)
+    got = _rollout(InProcessVectorEnv([make] * 3), actions, 7)
+    _assert_same_transitions(got, ref)
+    assert any(r[2].any() for r in ref[1:]) and any(r[3].any() for r in ref[1:])  # both kinds of episode end happened
+
+
+# -- the collector ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("numpy_actor", [True, False])
+def test_collector_gae_across_autoreset_on_the_fast_paths(numpy_actor):
+    """test_gae's hand-checked scenario (termination every 3 steps, a 4-step time limit), InProcessVectorEnv."""
+    envs = InProcessVectorEnv(_counting_fns()[:2])
+    gamma, lam, T = 0.9, 0.8, 7
+    torch.manual_seed(0)
+    col = RolloutCollector(
+        envs, GaussianPolicy(1, 1), LinearValue(), steps_per_env=T, gamma=gamma, gae_lambda=lam,
+        obs_normalizer=ObservationNormalizer((1,), enabled=False), reward_scaler=RewardScaler(2, gamma, enabled=False),
+        seed=0, numpy_actor=numpy_actor,
+    )
+    batch = col.collect()
+    envs.close()
+    obs = batch.obs.reshape(T, 2)
+    np.testing.assert_array_equal(obs[:, 0].numpy(), [0, 1, 2, 0, 1, 2, 0])
+    np.testing.assert_array_equal(obs[:, 1].numpy(), [0, 1, 2, 3, 0, 1, 2])
+    V = lambda s: 10.0 + s  # noqa: E731
+    ref0 = reference_advantages([0, 1, 2, 0, 1, 2, 0], [1, 2, 3, 1, 2, 3, 1], [1, 2, None, 1, 2, None, 1],
+                                [0, 0, 1, 0, 0, 1, 0], [0, 0, 1, 0, 0, 1, 0], V, gamma, lam)
+    ref1 = reference_advantages([0, 1, 2, 3, 0, 1, 2], [1, 2, 3, 4, 1, 2, 3], [1, 2, 3, 4, 1, 2, 3],
+                                [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0], V, gamma, lam)
+    adv = batch.advantages.reshape(T, 2).numpy()
+    np.testing.assert_allclose(adv[:, 0], ref0, rtol=1e-5)
+    np.testing.assert_allclose(adv[:, 1], ref1, rtol=1e-5)
+    assert sorted(batch.episode_returns) == [6.0, 6.0, 10.0]
+    assert sorted(batch.episode_lengths) == [3, 3, 4]
+    with torch.no_grad():
+        lp = col.policy.log_prob(col.policy.dist_params(batch.obs), batch.actions)
+    torch.testing.assert_close(batch.log_prob_old, lp)
+
+
+def test_batch_does_not_alias_the_collector_buffers():
+    envs = InProcessVectorEnv(_counting_fns()[:2])
+    col = RolloutCollector(
+        envs, GaussianPolicy(1, 1), LinearValue(), steps_per_env=5, gamma=0.9, gae_lambda=0.9,
+        obs_normalizer=ObservationNormalizer((1,), enabled=False), reward_scaler=RewardScaler(2, 0.9, enabled=False),
+        seed=0,
+    )
+    first = col.collect()
+    obs, act = first.obs.clone(), first.actions.clone()
+    col.collect()
+    torch.testing.assert_close(first.obs, obs)
+    torch.testing.assert_close(first.actions, act)
+
+
+def test_episode_stats_match_a_per_step_loop():
+    rng = np.random.default_rng(0)
+    T, N = 200, 3
+    envs = InProcessVectorEnv(_counting_fns())
+    col = RolloutCollector(
+        envs, GaussianPolicy(1, 1), LinearValue(), steps_per_env=T, gamma=0.9, gae_lambda=0.9,
+        obs_normalizer=ObservationNormalizer((1,), enabled=False), reward_scaler=RewardScaler(N, 0.9, enabled=False),
+        seed=0,
+    )
+    col.ep_return[:] = [1.5, 0.0, 2.0]
+    col.ep_length[:] = [2, 0, 1]
+    col.rew_buf[:] = rng.normal(size=(T, N))
+    dones = rng.random((T, N)) < 0.05
+    ep_ret, ep_len = col.ep_return.copy(), col.ep_length.copy()
+    exp_r, exp_l = [], []
+    for t in range(T):
+        ep_ret += col.rew_buf[t]
+        ep_len += 1
+        for i in np.flatnonzero(dones[t]):
+            exp_r.append(ep_ret[i])
+            exp_l.append(ep_len[i])
+            ep_ret[i], ep_len[i] = 0.0, 0
+    r, l = col._episode_stats(dones)
+    np.testing.assert_allclose(r, exp_r, rtol=1e-12)
+    assert l == exp_l
+    np.testing.assert_allclose(col.ep_return, ep_ret, rtol=1e-12)
+    np.testing.assert_array_equal(col.ep_length, ep_len)
+    envs.close()
+
+
+def test_gae_matches_torch_recursion_on_random_blocks():
+    g = torch.Generator().manual_seed(0)
+    T, N, gamma, lam = 64, 5, 0.99, 0.95
+    r, v, last = torch.randn(T, N, generator=g), torch.randn(T, N, generator=g), torch.randn(N, generator=g)
+    d = torch.rand(T, N, generator=g) < 0.1
+    adv, ret = compute_gae(r, v, last, d, gamma, lam)
+    ref = torch.zeros(T, N, dtype=torch.float64)
+    running = torch.zeros(N, dtype=torch.float64)
+    nd = 1.0 - d.double()
+    nxt = torch.cat([v[1:], last[None]]).double()
+    for t in reversed(range(T)):
+        running = r[t].double() + gamma * nd[t] * nxt[t] - v[t].double() + gamma * lam * nd[t] * running
+        ref[t] = running
+    torch.testing.assert_close(adv.double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ret, adv + v)
+
+
+# -- the benchmark script --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [[], ["--update-only", "--repeats", "1", "--warmup", "1", "--threads", "1"]])
+def test_benchmark_script_prints_one_json_object_last(extra):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "env=cartpole", "total_env_steps=1024", "rollout.batch_size=512", *extra],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["settings"]["env_id"] == "CartPole-v1" and result["settings"]["batch_size"] == 512
+    if extra:
+        assert result["threads"]["1"]["update_total_s"] > 0
+    else:
+        assert result["env_steps"] == 1024 and result["env_steps_per_s"] > 0
+        assert set(result["time_split_s"]) >= {"rollout", "update", "critic"}
+        assert result["peak_rss_mb"] > 0 and set(result["peak_rss_mb_at"]) == {"25%", "50%", "100%"}
