@@ -46,7 +46,7 @@ from trpo_lab.analysis import (
     format_ci,
     group_runs,
     interquartile_mean,
-    load_runs,
+    load_complete_runs,
     markdown_table,
     skipped_report,
     stratified_bootstrap_ci,
@@ -163,16 +163,10 @@ def plot_curves(groups: dict[str, dict[str, list[Run]]], args: argparse.Namespac
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        runs, skipped = load_runs(args.sweep_dirs)
+        runs, skipped = load_complete_runs(args.sweep_dirs)
     except NoRunsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not runs:
-        print(f"error: no complete runs under {', '.join(map(str, args.sweep_dirs))} ({len(skipped)} skipped: "
-              f"{'; '.join(f'{r.path.name}: {r.problem}' for r in skipped)})", file=sys.stderr)
-        return 2
-    for r in skipped:
-        print(f"skipped {display_path(r.path)}: {r.problem}", file=sys.stderr)
     out = args.out or args.sweep_dirs[0] / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(runs)

@@ -12,21 +12,13 @@ def _setup(kind, n=6, seed=0):
     torch.manual_seed(seed)
     if kind == "gaussian":
         pol = GaussianPolicy(3, 2, hidden_sizes=(5,), log_std_init=-0.3)
-        # a non-trivial operating point: perturb the small output layer
-        with torch.no_grad():
-            for p in pol.parameters():
-                p.add_(0.3 * torch.randn_like(p))
-        obs = torch.randn(n, 3)
-        with torch.no_grad():
-            act = pol.sample(pol.dist_params(obs))
     else:
         pol = CategoricalPolicy(3, 4, hidden_sizes=(5,))
-        with torch.no_grad():
-            for p in pol.parameters():
-                p.add_(0.3 * torch.randn_like(p))
+    with torch.no_grad():
+        for p in pol.parameters():  # a non-trivial operating point, away from the near-zero init
+            p.add_(0.3 * torch.randn_like(p))
         obs = torch.randn(n, 3)
-        with torch.no_grad():
-            act = pol.sample(pol.dist_params(obs))
+        act = pol.sample(pol.dist_params(obs))
     return pol, obs, act
 
 

@@ -1,6 +1,5 @@
 """Faults and bad input: kills, signals, corrupt checkpoints, NaNs, unsupported spaces."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,6 +257,20 @@ def load_runs(roots: Iterable[Path]) -> tuple[list[Run], list[Run]]:
         )
     runs = [read_run(d) for d in dirs]
     return [r for r in runs if r.problem is None], [r for r in runs if r.problem is not None]
+
+
+def load_complete_runs(roots: Sequence[Path]) -> tuple[list[Run], list[Run]]:
+    """:func:`load_runs` for the analysis scripts: :class:`NoRunsError` also when no run is complete, and
+    each skipped (incomplete) run reported on stderr."""
+    runs, skipped = load_runs(roots)
+    if not runs:
+        raise NoRunsError(
+            f"no complete runs under {', '.join(map(str, roots))} ({len(skipped)} skipped: "
+            f"{'; '.join(f'{r.path.name}: {r.problem}' for r in skipped)})"
+        )
+    for r in skipped:
+        print(f"skipped {display_path(r.path)}: {r.problem}", file=sys.stderr)
+    return runs, skipped
 
 
 def is_variant_key(key: str) -> bool:

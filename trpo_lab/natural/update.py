@@ -20,7 +20,7 @@ from trpo_lab.metrics import PolicyUpdateStats
 from trpo_lab.natural.cg import ConjugateGradient
 from trpo_lab.natural.fisher import AnalyticFisher, EmpiricalFisher, flat_grad, flat_params
 from trpo_lab.natural.line_search import BacktrackingLineSearch, Candidate, NoLineSearch
-from trpo_lab.natural.step_rules import FixedStep, InvalidStepError, KLScaledStep
+from trpo_lab.natural.step_rules import FixedStep, KLScaledStep
 from trpo_lab.policies import Policy
 
 KL_DIRECTIONS = ("old_new", "new_old")
