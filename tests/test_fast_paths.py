@@ -36,7 +36,7 @@ from trpo_lab.policies import CategoricalPolicy, GaussianPolicy, ValueFunction
 from trpo_lab.rollout import NumpyActor, RolloutCollector, compute_gae
 
 from conftest import CountingEnv
-from test_gae import LinearValue, reference_advantages
+from test_gae import LinearValue
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -367,35 +367,8 @@ def test_inprocess_vector_env_matches_gymnasium_on_hopper():
 # -- the collector ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("numpy_actor", [True, False])
-def test_collector_gae_across_autoreset_on_the_fast_paths(numpy_actor):
-    """test_gae's hand-checked scenario (termination every 3 steps, a 4-step time limit), InProcessVectorEnv."""
-    envs = InProcessVectorEnv(_counting_fns()[:2])
-    gamma, lam, T = 0.9, 0.8, 7
-    torch.manual_seed(0)
-    col = RolloutCollector(
-        envs, GaussianPolicy(1, 1), LinearValue(), steps_per_env=T, gamma=gamma, gae_lambda=lam,
-        obs_normalizer=ObservationNormalizer((1,), enabled=False), reward_scaler=RewardScaler(2, gamma, enabled=False),
-        seed=0, numpy_actor=numpy_actor,
-    )
-    batch = col.collect()
-    envs.close()
-    obs = batch.obs.reshape(T, 2)
-    np.testing.assert_array_equal(obs[:, 0].numpy(), [0, 1, 2, 0, 1, 2, 0])
-    np.testing.assert_array_equal(obs[:, 1].numpy(), [0, 1, 2, 3, 0, 1, 2])
-    V = lambda s: 10.0 + s  # noqa: E731
-    ref0 = reference_advantages([0, 1, 2, 0, 1, 2, 0], [1, 2, 3, 1, 2, 3, 1], [1, 2, None, 1, 2, None, 1],
-                                [0, 0, 1, 0, 0, 1, 0], [0, 0, 1, 0, 0, 1, 0], V, gamma, lam)
-    ref1 = reference_advantages([0, 1, 2, 3, 0, 1, 2], [1, 2, 3, 4, 1, 2, 3], [1, 2, 3, 4, 1, 2, 3],
-                                [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0], V, gamma, lam)
-    adv = batch.advantages.reshape(T, 2).numpy()
-    np.testing.assert_allclose(adv[:, 0], ref0, rtol=1e-5)
-    np.testing.assert_allclose(adv[:, 1], ref1, rtol=1e-5)
-    assert sorted(batch.episode_returns) == [6.0, 6.0, 10.0]
-    assert sorted(batch.episode_lengths) == [3, 3, 4]
-    with torch.no_grad():
-        lp = col.policy.log_prob(col.policy.dist_params(batch.obs), batch.actions)
-    torch.testing.assert_close(batch.log_prob_old, lp)
+# test_gae.py::test_collector_across_autoreset_with_termination_and_truncation runs its hand-checked
+# scenario on InProcessVectorEnv and the numpy actor too.
 
 
 def test_batch_does_not_alias_the_collector_buffers():

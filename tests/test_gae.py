@@ -5,7 +5,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import TimeLimit
 
-from trpo_lab.envs import ObservationNormalizer, RewardScaler
+from trpo_lab.envs import InProcessVectorEnv, ObservationNormalizer, RewardScaler
 from trpo_lab.policies import GaussianPolicy
 from trpo_lab.rollout import RolloutCollector, compute_gae
 
@@ -67,18 +67,21 @@ def reference_advantages(obs_seq, rew_seq, next_obs_seq, terminal_seq, end_seq, 
     return np.array(adv)
 
 
-def test_collector_across_autoreset_with_termination_and_truncation():
+@pytest.mark.parametrize(
+    "vector_env, numpy_actor",
+    [("gymnasium", False), ("inprocess", False), ("inprocess", True)],  # the reference path and both fast paths
+)
+def test_collector_across_autoreset_with_termination_and_truncation(vector_env, numpy_actor):
     """Env 0 terminates every 3 steps, env 1 is cut by a 4-step time limit; T = 7 spans both resets."""
-    envs = SyncVectorEnv(
-        [lambda: CountingEnv(term_at=3), lambda: TimeLimit(CountingEnv(term_at=None), max_episode_steps=4)],
-        autoreset_mode=AutoresetMode.SAME_STEP,
-    )
+    fns = [lambda: CountingEnv(term_at=3), lambda: TimeLimit(CountingEnv(term_at=None), max_episode_steps=4)]
+    envs = (SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP) if vector_env == "gymnasium"
+            else InProcessVectorEnv(fns))
     gamma, lam, T = 0.9, 0.8, 7
     torch.manual_seed(0)
     col = RolloutCollector(
         envs, GaussianPolicy(1, 1), LinearValue(), steps_per_env=T, gamma=gamma, gae_lambda=lam,
         obs_normalizer=ObservationNormalizer((1,), enabled=False), reward_scaler=RewardScaler(2, gamma, enabled=False),
-        seed=0,
+        seed=0, numpy_actor=numpy_actor,
     )
     batch = col.collect()
     obs = batch.obs.reshape(T, 2)
