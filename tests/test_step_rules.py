@@ -6,7 +6,7 @@ import torch
 
 from trpo_lab.natural.cg import conjugate_gradient
 from trpo_lab.natural.line_search import BacktrackingLineSearch, Candidate, NoLineSearch
-from trpo_lab.natural.step_rules import FixedStep, InvalidStepError, KLScaledStep
+from trpo_lab.natural.step_rules import FixedStep, KLScaledStep
 
 
 @pytest.mark.parametrize("delta", [0.001, 0.01, 0.1])
@@ -25,12 +25,6 @@ def test_kl_scaled_step_hits_delta_on_quadratic_model(delta):
 
 def test_fixed_step_is_alpha():
     assert FixedStep(0.3)(123.0) == 0.3
-
-
-@pytest.mark.parametrize("xfx", [0.0, -1.0, math.nan, math.inf])
-def test_kl_scaled_step_reports_bad_curvature_with_its_value(xfx):
-    with pytest.raises(InvalidStepError, match="xᵀFx"):
-        KLScaledStep(0.01)(xfx)
 
 
 @pytest.mark.parametrize("bad", [{"max_kl": 0.0}, {"max_kl": -0.01}, {"backtrack_coef": 1.0}, {"backtrack_coef": 0.0},

@@ -117,3 +117,27 @@ def test_every_variant_reports_the_same_keys():
         pol, obs, act, lp, adv = _batch(seed=5)
         keys.append(set(_update(rule, ls)(pol, obs, act, lp, adv).to_dict()))
     assert keys[0] == keys[1] == keys[2]
+
+
+class _ScaledFisher:
+    """F·v = s·v: a Fisher whose curvature is positive, zero, negative or NaN as asked."""
+
+    def __init__(self, s: float) -> None:
+        self.s = s
+
+    def build(self, policy, obs, actions):
+        return lambda v: self.s * v
+
+
+@pytest.mark.parametrize("scale", [-1.0, float("nan")])
+def test_bad_curvature_is_reported_with_its_value_and_no_step_is_taken(scale):
+    pol, obs, act, lp, adv = _batch(seed=6)
+    theta0 = parameters_to_vector(pol.parameters()).detach().clone()
+    # damping 0: F + λI = s·I, so xᵀFx = gᵀg/s is negative for s = −1 and NaN for s = NaN
+    upd = NaturalGradientUpdate(_ScaledFisher(scale), ConjugateGradient(iters=5, damping=0.0), KLScaledStep(0.01),
+                                NoLineSearch())
+    stats = upd(pol, obs, act, lp, adv)
+    assert stats.skipped == 1 and "xᵀFx = " in stats.skipped_reason
+    assert ("-" in stats.skipped_reason) if scale < 0 else ("nan" in stats.skipped_reason)
+    assert torch.equal(parameters_to_vector(pol.parameters()).detach(), theta0)
+    assert all(math.isfinite(v) for v in stats.to_dict().values() if isinstance(v, float))

@@ -54,6 +54,12 @@ class PolicyUpdateStats:
     def to_dict(self) -> dict[str, Any]:
         return _as_dict(self)
 
+    @classmethod
+    def for_skipped(cls, reason: str, **measured: float) -> PolicyUpdateStats:
+        """An update that took no step: ``skipped`` = 1, the ``measured`` fields, every other number 0."""
+        zeros = {f.name: 0.0 for f in fields(cls) if f.type == "float"}
+        return cls(**{**zeros, **measured, "skipped": 1.0, "skipped_reason": reason})
+
 
 @dataclass(frozen=True)
 class CriticStats:

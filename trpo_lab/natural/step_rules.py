@@ -8,10 +8,6 @@ from __future__ import annotations
 import math
 
 
-class InvalidStepError(ArithmeticError):
-    """The step cannot be formed (e.g. xᵀFx ≤ 0 or non-finite); the update is skipped."""
-
-
 class FixedStep:
     r"""The classic natural gradient (Kakade 2001): Δ = α·F⁻¹g.
 
@@ -45,9 +41,5 @@ class KLScaledStep:
         self.max_kl = float(max_kl)
 
     def __call__(self, xFx: float) -> float:
-        if not math.isfinite(xFx) or xFx <= 0:
-            raise InvalidStepError(
-                f"xᵀFx = {xFx!r} is not positive and finite; the KL-scaled step √(2δ/xᵀFx) is undefined "
-                "(raise algo.solver.damping, or check the Fisher estimate)"
-            )
+        """c = √(2δ / xᵀFx); the update checks that xᵀFx is positive and finite before calling."""
         return math.sqrt(2.0 * self.max_kl / xFx)

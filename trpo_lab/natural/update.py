@@ -11,19 +11,69 @@ The three presets are compositions: ``npg`` = (fixed, none), ``trpo_no_ls`` = (k
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch.nn.utils import vector_to_parameters
 
 from trpo_lab.metrics import PolicyUpdateStats
-from trpo_lab.natural.cg import ConjugateGradient
+from trpo_lab.natural.cg import CGResult, ConjugateGradient
 from trpo_lab.natural.fisher import AnalyticFisher, EmpiricalFisher, flat_grad, flat_params
-from trpo_lab.natural.line_search import BacktrackingLineSearch, Candidate, NoLineSearch
+from trpo_lab.natural.line_search import BacktrackingLineSearch, Candidate, LineSearchResult, NoLineSearch
 from trpo_lab.natural.step_rules import FixedStep, KLScaledStep
-from trpo_lab.policies import Policy
+from trpo_lab.policies import DistParams, Policy
 
 KL_DIRECTIONS = ("old_new", "new_old")
+
+
+@dataclass
+class CandidateMeter:
+    r"""Measures θ_old + m·x on the batch: L(θ) − L(θ_old) and the KL to π_old (mean and max).
+
+    Results are cached by multiplier m, so the line search, the full-step counterfactual and the
+    final step share their forward passes. ``measure`` leaves θ at the last candidate measured.
+    """
+
+    update: NaturalGradientUpdate
+    policy: Policy
+    obs: torch.Tensor
+    actions: torch.Tensor
+    log_prob_old: torch.Tensor
+    adv: torch.Tensor
+    old: DistParams
+    theta_old: torch.Tensor
+    x: torch.Tensor
+    surrogate_old: float
+    cache: dict[float, tuple[Candidate, DistParams]] = field(default_factory=dict)
+
+    def measure(self, mult: float) -> Candidate:
+        if mult not in self.cache:
+            self.set_theta(mult)
+            with torch.no_grad():
+                dist = self.policy.dist_params(self.obs)
+                kl = self.update.kl(self.policy, self.old, dist)
+                surrogate = float(surrogate_of(self.policy, dist, self.actions, self.log_prob_old, self.adv))
+                cand = Candidate(surrogate - self.surrogate_old, float(kl.mean()), float(kl.max()))
+            self.cache[mult] = (cand, dist)
+        return self.cache[mult][0]
+
+    def dist_at(self, mult: float) -> DistParams:
+        """π_θ's distribution parameters at θ_old + m·x (π_old for m = 0)."""
+        if mult == 0.0:
+            return self.old
+        self.measure(mult)
+        return self.cache[mult][1]
+
+    def set_theta(self, mult: float) -> None:
+        vector_to_parameters(self.theta_old + mult * self.x, list(self.policy.parameters()))
+
+
+def surrogate_of(
+    policy: Policy, dist: DistParams, actions: torch.Tensor, log_prob_old: torch.Tensor, adv: torch.Tensor
+) -> torch.Tensor:
+    """L = mean_i [π(a_i|s_i) / π_old(a_i|s_i) · Â_i]."""
+    return (torch.exp(policy.log_prob(dist, actions) - log_prob_old) * adv).mean()
 
 
 class NaturalGradientUpdate:
@@ -68,7 +118,7 @@ class NaturalGradientUpdate:
         self.constraint = constraint
         self.normalize_advantages = normalize_advantages
 
-    def kl(self, policy: Policy, old, new) -> torch.Tensor:
+    def kl(self, policy: Policy, old: DistParams, new: DistParams) -> torch.Tensor:
         """Per-state KL in the configured direction."""
         return policy.kl(old, new) if self.kl_direction == "old_new" else policy.kl(new, old)
 
@@ -83,25 +133,20 @@ class NaturalGradientUpdate:
         log_prob_old: torch.Tensor,
         advantages: torch.Tensor,
     ) -> PolicyUpdateStats:
-        """Update ``policy`` in place on one batch and return what the step did."""
+        """Update ``policy`` in place on one batch and return what the step did: solve for the natural
+        gradient x, propose Δ = c·x, let the line search pick the fraction f of it, move θ to
+        θ_old + f·c·x, and measure the step (and the full KL-scaled step, as a counterfactual)."""
         adv = advantages
         if self.normalize_advantages:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        params = list(policy.parameters())
         theta_old = flat_params(policy)
         with torch.no_grad():
             # Why clone: dist params can be the parameter tensors themselves (the Gaussian's
             # log_std), which the line search overwrites; π_old must stay a snapshot.
             old = tuple(t.detach().clone() for t in policy.dist_params(obs))
-
-        def surrogate(dist) -> torch.Tensor:
-            return (torch.exp(policy.log_prob(dist, actions) - log_prob_old) * adv).mean()
-
-        surr_old = surrogate(policy.dist_params(obs))
-        g = flat_grad(torch.autograd.grad(surr_old, params))
-        L_old = float(surr_old.detach())
+        surrogate_old = surrogate_of(policy, policy.dist_params(obs), actions, log_prob_old, adv)
+        g = flat_grad(torch.autograd.grad(surrogate_old, list(policy.parameters())))
         eps = float(adv.abs().max())
-
         if not torch.isfinite(adv).all():
             return self._skipped(policy, old, "non-finite advantages", eps)
         if not torch.isfinite(g).all():
@@ -109,39 +154,35 @@ class NaturalGradientUpdate:
 
         fvp = self.fisher.build(policy, obs, actions)
         cg = self.solver(fvp, g)
-        x = cg.x
-        xFx = float(x @ self.solver.damped(fvp)(x))
-        gx = float(g @ x)
+        xFx = float(cg.x @ self.solver.damped(fvp)(cg.x))
         if not math.isfinite(xFx) or xFx <= 0:
             return self._skipped(policy, old, f"xᵀFx = {xFx:.6g} is not positive and finite", eps, cg)
+
+        meter = CandidateMeter(self, policy, obs, actions, log_prob_old, adv, old, theta_old, cg.x,
+                               float(surrogate_old.detach()))
         c = self.step_rule(xFx)
+        gx = float(g @ cg.x)
+        ls = self.line_search(lambda f: meter.measure(f * c), c * gx)
+        full = meter.measure(self.full_step(xFx))  # the counterfactual full KL-scaled step
+        taken = ls.fraction * c if ls.accepted else 0.0
+        final = self._take_step(meter, taken)
+        return self._stats(policy, meter, ls, final, full, cg, g, gx, xFx, taken, eps)
 
-        cache: dict[float, tuple[Candidate, tuple]] = {}
+    @staticmethod
+    def _take_step(meter: CandidateMeter, taken: float) -> Candidate:
+        """Leave θ at θ_old + taken·x and return its measurements (zeros for no step)."""
+        final = meter.measure(taken) if taken != 0.0 else Candidate(0.0, 0.0, 0.0)
+        meter.set_theta(taken)
+        return final
 
-        def evaluate_at(mult: float) -> Candidate:
-            """Measure θ_old + mult·x on the batch (cached: the line search and the counterfactual share)."""
-            if mult not in cache:
-                vector_to_parameters(theta_old + mult * x, params)
-                with torch.no_grad():
-                    dist = policy.dist_params(obs)
-                    kl = self.kl(policy, old, dist)
-                    cand = Candidate(float(surrogate(dist)) - L_old, float(kl.mean()), float(kl.max()))
-                cache[mult] = (cand, dist)
-            return cache[mult][0]
-
-        ls = self.line_search(lambda f: evaluate_at(f * c), c * gx)
-        full = evaluate_at(self.full_step(xFx))  # the counterfactual full KL-scaled step
-
-        taken = ls.fraction * c
-        if ls.accepted and taken != 0.0:
-            final = evaluate_at(taken)
-            final_dist = cache[taken][1]
-        else:
-            final, final_dist = Candidate(0.0, 0.0, 0.0), old
-        vector_to_parameters(theta_old + taken * x, params)
+    def _stats(
+        self, policy: Policy, meter: CandidateMeter, ls: LineSearchResult, final: Candidate, full: Candidate,
+        cg: CGResult, g: torch.Tensor, gx: float, xFx: float, taken: float, eps: float,
+    ) -> PolicyUpdateStats:
+        """What the step θ_old → θ_old + taken·x did on the batch."""
         expected = taken * gx
         with torch.no_grad():
-            entropy = float(policy.entropy(final_dist).mean())
+            entropy = float(policy.entropy(meter.dist_at(taken)).mean())
         return PolicyUpdateStats(
             surrogate_expected=expected,
             surrogate_actual=final.surrogate_improvement,
@@ -151,7 +192,7 @@ class NaturalGradientUpdate:
             kl_max=final.kl_max,
             kl_over_delta=final.kl_mean / self.max_kl,
             constraint_violated=self._violated(final),
-            norm=abs(taken) * float(x.norm()),
+            norm=abs(taken) * float(meter.x.norm()),
             fraction=ls.fraction,
             skipped=0.0,
             skipped_reason="",
@@ -171,21 +212,13 @@ class NaturalGradientUpdate:
             adv_max_abs=eps,
         )
 
-    def _skipped(self, policy: Policy, old, reason: str, eps: float, cg=None) -> PolicyUpdateStats:
+    @staticmethod
+    def _skipped(policy: Policy, old: DistParams, reason: str, eps: float, cg: CGResult | None = None) -> PolicyUpdateStats:
         """No step: θ stays θ_old, the reason is recorded, every numeric field is finite."""
         with torch.no_grad():
             entropy = float(policy.entropy(old).mean())
-        zero = dict.fromkeys(
-            ("surrogate_expected", "surrogate_actual", "improvement_ratio", "kl_predicted", "kl_mean", "kl_max",
-             "kl_over_delta", "constraint_violated", "norm", "fraction", "backtracks", "accepted", "gFg", "xFx",
-             "grad_norm", "full_step_kl_mean", "full_step_kl_max", "full_step_surrogate_actual",
-             "full_step_violated"),
-            0.0,
-        )
-        return PolicyUpdateStats(
-            **zero,
-            skipped=1.0,
-            skipped_reason=reason,
+        return PolicyUpdateStats.for_skipped(
+            reason,
             cg_residual=cg.residual if cg is not None and math.isfinite(cg.residual) else 0.0,
             cg_iters=float(cg.iters) if cg is not None else 0.0,
             entropy=entropy,
