@@ -18,7 +18,8 @@ from trpo_lab.train import build_trainer, run
 from trpo_lab.trainer import TrainingDiverged
 
 FAST = ["env=cartpole", "rollout.num_envs=2", "rollout.batch_size=512", "critic.epochs=1",
-        "logger.wandb.mode=disabled", "logger.console=lines", "logger.console_every=1", "eval.every=0"]
+        "logger.wandb.mode=disabled", "logger.console=lines", "logger.console_every=1", "eval.every=0",
+        "rollout.normalizer_warmup=0"]
 
 
 def _rows(run_dir):
@@ -53,7 +54,9 @@ def test_kill_9_then_resume_completes_exactly(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     ckpt = load_checkpoint(tmp_path)
     assert ckpt["updates"] % 4 == 0 and ckpt["updates"] >= 8
-    assert len(_rows(tmp_path)) >= ckpt["updates"]  # rows past the checkpoint exist before resume
+    # rows up to the checkpoint exist before resume (update k's row is written once batch k+1 is in;
+    # the checkpoint holds the pending one)
+    assert len(_rows(tmp_path)) >= ckpt["updates"] - 1 and ckpt["pending_row"]["update"] == ckpt["updates"]
 
     out = subprocess.run([sys.executable, "-m", "trpo_lab.train", *FAST, f"hydra.run.dir={tmp_path}",
                           f"total_env_steps={total}", "checkpoint_every=4"], capture_output=True, text=True, timeout=300)
@@ -74,7 +77,9 @@ def test_sigterm_writes_checkpoint_and_exits(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM
     assert "SIGTERM" in err and "resume=" in err and "Traceback" not in err
     ckpt = load_checkpoint(tmp_path)
-    assert ckpt["updates"] == len(_rows(tmp_path)) and ckpt["env_steps"] == 512 * ckpt["updates"]
+    # the last update's row waits in the checkpoint for the batch after it (its return/delta)
+    assert ckpt["updates"] == len(_rows(tmp_path)) + 1 and ckpt["env_steps"] == 512 * ckpt["updates"]
+    assert ckpt["pending_row"]["update"] == ckpt["updates"]
 
 
 def test_corrupt_and_truncated_checkpoints_get_clear_errors(compose, tmp_path, capsys):

@@ -6,7 +6,7 @@ import torch
 
 from trpo_lab.natural.cg import conjugate_gradient
 from trpo_lab.natural.line_search import BacktrackingLineSearch, Candidate, NoLineSearch
-from trpo_lab.natural.step_rules import FixedStep, KLScaledStep
+from trpo_lab.natural.step_rules import Curvature, FixedStep, KLScaledStep
 
 
 @pytest.mark.parametrize("delta", [0.001, 0.01, 0.1])
@@ -16,7 +16,8 @@ def test_kl_scaled_step_hits_delta_on_quadratic_model(delta):
     F = M @ M.T + 0.1 * torch.eye(8, dtype=torch.float64)
     grad = torch.randn(8, generator=g, dtype=torch.float64)
     x = conjugate_gradient(lambda v: F @ v, grad, iters=50, residual_tol=1e-14).x
-    c = KLScaledStep(delta)(float(x @ F @ x))
+    xFx = float(x @ F @ x)
+    c = KLScaledStep(delta, curvature="undamped")(Curvature(undamped=xFx, damped=xFx + 1.0))
     step = c * x
     assert 0.5 * float(step @ F @ step) == pytest.approx(delta, rel=1e-10)
     # and it is the natural-gradient direction F⁻¹g
@@ -24,7 +25,16 @@ def test_kl_scaled_step_hits_delta_on_quadratic_model(delta):
 
 
 def test_fixed_step_is_alpha():
-    assert FixedStep(0.3)(123.0) == 0.3
+    assert FixedStep(0.3)(Curvature(123.0, 124.0)) == 0.3
+
+
+def test_kl_scaled_step_uses_the_configured_curvature():
+    curv = Curvature(undamped=2.0, damped=8.0)
+    assert KLScaledStep(0.01, curvature="undamped")(curv) == pytest.approx(math.sqrt(2 * 0.01 / 2.0))
+    assert KLScaledStep(0.01, curvature="damped")(curv) == pytest.approx(math.sqrt(2 * 0.01 / 8.0))
+    assert curv.damping_share == pytest.approx(6.0 / 8.0)
+    with pytest.raises(ValueError, match="algo.step_rule.curvature"):
+        KLScaledStep(0.01, curvature="both")
 
 
 @pytest.mark.parametrize("bad", [{"max_kl": 0.0}, {"max_kl": -0.01}, {"backtrack_coef": 1.0}, {"backtrack_coef": 0.0},

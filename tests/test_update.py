@@ -59,9 +59,11 @@ def test_unchecked_step_matches_dense_solve(rule):
     torch.testing.assert_close(delta_theta, expected, rtol=1e-3, atol=1e-6)
     assert stats.accepted == 1 and stats.fraction == 1.0 and stats.backtracks == 0
     assert stats.surrogate_expected == pytest.approx(float(g.float() @ expected), rel=1e-3)
-    assert stats.kl_predicted == pytest.approx(0.5 * float(expected.double() @ F @ expected.double()), rel=1e-3)
-    if rule == "kl_scaled":
-        assert stats.kl_predicted == pytest.approx(0.01, rel=1e-5)
+    e = expected.double()
+    F_undamped = F - 0.1 * torch.eye(F.shape[0], dtype=torch.float64)
+    assert stats.kl_predicted == pytest.approx(0.5 * float(e @ F_undamped @ e), rel=1e-3)
+    if rule == "kl_scaled":  # damped curvature: ½Δᵀ(F+λI)Δ = δ, so the undamped model is δ − ½λ‖Δ‖²
+        assert stats.kl_predicted == pytest.approx(0.01 - 0.5 * 0.1 * float(e @ e), rel=1e-4)
 
 
 def test_measured_kl_matches_torch_distributions_in_both_directions():
@@ -141,3 +143,72 @@ def test_bad_curvature_is_reported_with_its_value_and_no_step_is_taken(scale):
     assert ("-" in stats.skipped_reason) if scale < 0 else ("nan" in stats.skipped_reason)
     assert torch.equal(parameters_to_vector(pol.parameters()).detach(), theta0)
     assert all(math.isfinite(v) for v in stats.to_dict().values() if isinstance(v, float))
+
+
+def _dense_step(curvature, delta=0.01, damping=0.1, constraint="mean"):
+    """Take one unchecked KL-scaled step with only 3 CG iterations; return (Δ, dense undamped F, stats)."""
+    pol, obs, act, lp, adv = _batch(seed=7)
+    theta0 = parameters_to_vector(pol.parameters()).detach().clone()
+    F = dense_kl_hessian(pol, obs).double()
+    upd = _update(KLScaledStep(delta, curvature=curvature), NoLineSearch(), delta=delta, damping=damping, iters=3,
+                  constraint=constraint)
+    stats = upd(pol, obs, act, lp, adv)
+    step = (parameters_to_vector(pol.parameters()).detach() - theta0).double()
+    return step, F, stats
+
+
+def test_undamped_curvature_puts_the_dense_quadratic_kl_model_at_delta():
+    step, F, stats = _dense_step("undamped")
+    assert 0.5 * float(step @ F @ step) == pytest.approx(0.01, rel=1e-4)
+    assert stats.kl_predicted == pytest.approx(0.5 * float(step @ F @ step), rel=1e-4)
+
+
+def test_damped_curvature_puts_the_damped_model_at_delta_and_logs_the_damping_share():
+    damping = 0.1
+    step, F, stats = _dense_step("damped", damping=damping)
+    F_damped = F + damping * torch.eye(F.shape[0], dtype=torch.float64)
+    assert 0.5 * float(step @ F_damped @ step) == pytest.approx(0.01, rel=1e-4)
+    # the undamped model falls short of δ by ½λ‖Δ‖², and kl_predicted is that undamped model
+    assert stats.kl_predicted == pytest.approx(0.5 * float(step @ F @ step), rel=1e-4)
+    assert stats.kl_predicted < 0.01
+    # the damping share is scale-free: λ‖Δ‖² / Δᵀ(F+λI)Δ = λ‖x‖² / xᵀ(F+λI)x
+    share = damping * float(step @ step) / float(step @ F_damped @ step)
+    assert stats.damping_share == pytest.approx(share, rel=1e-4)
+    assert 0 < stats.damping_share < 1
+
+
+def test_kl_over_delta_follows_the_constraint_statistic():
+    _, _, by_mean = _dense_step("damped", constraint="mean")
+    _, _, by_max = _dense_step("damped", constraint="max")
+    assert by_mean.kl_over_delta == pytest.approx(by_mean.kl_mean / 0.01)
+    assert by_max.kl_over_delta == pytest.approx(by_max.kl_max / 0.01)
+    assert by_max.kl_max > by_max.kl_mean  # so the two can be told apart
+
+
+def test_bound_terms_in_raw_advantage_units_by_hand():
+    from trpo_lab.metrics import bound_terms
+
+    torch.manual_seed(8)
+    pol = GaussianPolicy(1, 1, hidden_sizes=(3,), log_std_init=-0.5)
+    obs = torch.tensor([[0.5], [-1.0], [2.0]])
+    act = torch.tensor([[0.3], [-0.2], [0.1]])
+    adv = torch.tensor([1.0, -2.0, 0.5])  # raw: ε = 2
+    with torch.no_grad():
+        m0, ls0 = pol.dist_params(obs)
+        old = Normal(m0.squeeze(-1), ls0.exp())
+    lp = old.log_prob(act.squeeze(-1))
+    stats = _update(FixedStep(0.5), NoLineSearch())(pol, obs, act, lp, adv)
+    with torch.no_grad():
+        m1, ls1 = pol.dist_params(obs)
+        new = Normal(m1.squeeze(-1), ls1.exp())
+        ratio = (new.log_prob(act.squeeze(-1)) - lp).exp()
+        kl_max = float(kl_divergence(old, new).max())
+    gamma = 0.9
+    gain = float(((ratio - 1) * adv).mean()) / (1 - gamma)  # the visitation has mass 1/(1−γ) = 10
+    C = 4 * 2.0 * gamma / (1 - gamma) ** 2  # = 720
+    b = bound_terms(stats.adv_max_abs, gamma, stats.ratio_advantage_mean, stats.kl_max)
+    assert stats.adv_max_abs == 2.0
+    assert b["bound/C"] == pytest.approx(720.0)
+    assert b["bound/surrogate_gain"] == pytest.approx(gain, rel=1e-4)
+    assert b["bound/penalised_surrogate"] == pytest.approx(gain - C * kl_max, rel=1e-4)
+    assert abs(gain) > 1e-3  # the step moved the policy, so the check has something to check

@@ -55,11 +55,18 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg, "resume", lambda v: v in (True, False, "auto") or isinstance(v, str), "true, false, auto or a run folder")
     _check(cfg, "eval.every", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0: off)")
     _check(cfg, "eval.episodes", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
-    _check(cfg, "eval.paired_episodes", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
+    _check(cfg, "eval.paired.every", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0: off)")
+    _check(cfg, "eval.paired.episodes", lambda v: isinstance(v, int) and v >= 2, "an integer ≥ 2 (for a standard error)")
+    _check(cfg, "rollout.normalizer_warmup", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0: off)")
+    w = cfg.rollout.normalizer_warmup if cfg.rollout.normalize_obs else 0
+    _check(cfg, "total_env_steps", lambda v: v >= w + b,
+           f"≥ rollout.normalizer_warmup + rollout.batch_size ({w} + {b}): the warm-up counts toward it")
     ls = cfg.algo.line_search
     if "backtrack_coef" in ls:
         _check(cfg, "algo.line_search.backtrack_coef", lambda v: 0 < v < 1, "in (0, 1)")
         _check(cfg, "algo.line_search.max_backtracks", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
+    if "curvature" in cfg.algo.step_rule:
+        _check(cfg, "algo.step_rule.curvature", lambda v: v in ("damped", "undamped"), "'damped' or 'undamped'")
     if "step_size" in cfg.algo.step_rule:
         _check(cfg, "algo.step_rule.step_size", lambda v: isinstance(v, num) and v > 0, "> 0")
     _check(cfg, "algo.solver.iters", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")

@@ -1,7 +1,10 @@
-"""Deterministic evaluation of a policy, and ``python -m trpo_lab.evaluate RUN_DIR`` for a saved run.
+"""Evaluation of a policy, and ``python -m trpo_lab.evaluate RUN_DIR`` for a saved run.
 
-The policy acts with its mode (the Gaussian mean, the most likely discrete action), on envs
-seeded apart from training, with the run's frozen observation normaliser.
+* :func:`evaluate_policy`: deterministic, for learning curves: the policy acts with its mode (the
+  Gaussian mean, the most likely discrete action), on envs seeded apart from training, with the
+  run's frozen observation normaliser.
+* :func:`evaluate_stochastic` / :func:`paired_evaluation`: the policy samples as in training, its
+  noise drawn from a seeded stream, so two policies can run on common random numbers.
 
     python -m trpo_lab.evaluate outputs/2026-11-25/16-30-00 --episodes 10
     MUJOCO_GL=egl python -m trpo_lab.evaluate RUN_DIR --video     # also writes RUN_DIR/video.gif
@@ -22,6 +25,7 @@ from omegaconf import OmegaConf
 
 from trpo_lab.checkpoint import CheckpointError, load_checkpoint
 from trpo_lab.envs import ObservationNormalizer, make_vec_env
+from trpo_lab.metrics import PairedDifference
 from trpo_lab.policies import Policy, make_policy
 
 
@@ -48,6 +52,61 @@ def evaluate_policy(
         returns += r * active
         active &= ~(term | trunc)
     return returns.tolist()
+
+
+def _sample_with_noise(policy: Policy, params: tuple[torch.Tensor, ...], rng: np.random.Generator) -> torch.Tensor:
+    """a ~ π(·|s) driven by ``rng`` alone: the Gaussian's μ + σ·ε, ε ~ N(0, I); the Categorical's inverse CDF at u ~ U[0, 1).
+
+    One draw per env per step whatever the policy, so two policies run on the same ``rng`` seed see the
+    same noise at the same (env, step).
+    """
+    if policy.discrete:
+        probs = torch.softmax(params[0], -1)
+        cdf = torch.cumsum(probs, -1)
+        u = torch.from_numpy(rng.random((probs.shape[0], 1))).to(cdf.dtype) * cdf[:, -1:]
+        return torch.clamp((cdf <= u).sum(-1), max=probs.shape[-1] - 1)
+    mean, log_std = params[0], params[1]
+    eps = torch.from_numpy(rng.standard_normal(mean.shape).astype(np.float32))
+    return mean + torch.exp(log_std) * eps
+
+
+def evaluate_stochastic(
+    policy: Policy,
+    envs: gym.vector.VectorEnv,
+    seed: int,
+    noise_seed: int,
+    obs_normalizer: ObservationNormalizer | None = None,
+) -> list[float]:
+    """Returns of one episode per sub-env with actions sampled as in training (clipped to the box), from
+    ``reset(seed)`` and the action noise of ``numpy.random.default_rng(noise_seed)``."""
+    rng = np.random.default_rng(noise_seed)
+    raw, _ = envs.reset(seed=seed)
+    returns = np.zeros(envs.num_envs)
+    active = np.ones(envs.num_envs, bool)
+    space = envs.single_action_space
+    while active.any():
+        obs = obs_normalizer.normalize(raw) if obs_normalizer is not None else np.asarray(raw, np.float32)
+        with torch.inference_mode():
+            a = _sample_with_noise(policy, policy.dist_params(torch.from_numpy(obs)), rng).numpy()
+        a = a if policy.discrete else np.clip(a, space.low, space.high)
+        raw, r, term, trunc, _ = envs.step(a)
+        returns += r * active
+        active &= ~(term | trunc)
+    return returns.tolist()
+
+
+def paired_evaluation(
+    old: tuple[Policy, ObservationNormalizer | None],
+    new: tuple[Policy, ObservationNormalizer | None],
+    envs: gym.vector.VectorEnv,
+    seed: int,
+    noise_seed: int,
+) -> PairedDifference:
+    """π_old and π_new (each a policy with the normaliser it acts with), stochastic, on common random
+    numbers: the same env seeds and the same action-noise stream, one episode per sub-env each."""
+    r_old = evaluate_stochastic(old[0], envs, seed, noise_seed, old[1])
+    r_new = evaluate_stochastic(new[0], envs, seed, noise_seed, new[1])
+    return PairedDifference.of(r_old, r_new)
 
 
 def load_run(run_dir: Path) -> tuple[Policy, ObservationNormalizer, dict[str, Any], dict[str, Any]]:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from trpo_lab.envs import ObservationNormalizer
+    from trpo_lab.policies import Policy
 
 
 def _key(name: str) -> Any:
@@ -27,10 +34,10 @@ class PolicyUpdateStats:
     surrogate_expected: float = _key("step/surrogate_expected")  # gᵀΔ for the step taken
     surrogate_actual: float = _key("step/surrogate_actual")  # L(θ_new) − L(θ_old)
     improvement_ratio: float = _key("step/improvement_ratio")  # actual / expected (0 if expected = 0)
-    kl_predicted: float = _key("step/kl_predicted")  # ½ΔᵀFΔ (F damped, as CG solved)
+    kl_predicted: float = _key("step/kl_predicted")  # ½ΔᵀFΔ, F undamped: the model of the KL measured
     kl_mean: float = _key("step/kl_mean")  # mean over states of KL(π_old, π_new)
     kl_max: float = _key("step/kl_max")
-    kl_over_delta: float = _key("step/kl_over_delta")  # kl_mean / δ
+    kl_over_delta: float = _key("step/kl_over_delta")  # the constrained KL statistic (mean or max) / δ
     constraint_violated: float = _key("step/constraint_violated")  # 1 if the constrained KL stat > δ
     norm: float = _key("step/norm")  # ‖Δ‖ for the step taken
     fraction: float = _key("step/fraction")  # βʲ; 0 for a rejected or skipped step
@@ -40,8 +47,9 @@ class PolicyUpdateStats:
     accepted: float = _key("line_search/accepted")
     cg_residual: float = _key("cg/residual")  # ‖g − (F+λI)x‖ / ‖g‖
     cg_iters: float = _key("cg/iters")
-    gFg: float = _key("natural/gFg")  # gᵀx, x ≈ (F+λI)⁻¹g
-    xFx: float = _key("natural/xFx")  # xᵀ(F+λI)x
+    xFx_damped: float = _key("natural/xFx_damped")  # xᵀ(F+λI)x = gᵀx for CG from x₀ = 0, x ≈ (F+λI)⁻¹g
+    xFx: float = _key("natural/xFx")  # xᵀFx, undamped
+    damping_share: float = _key("natural/damping_share")  # λ‖x‖² / xᵀ(F+λI)x
     grad_norm: float = _key("natural/grad_norm")  # ‖g‖
     full_step_kl_mean: float = _key("full_step/kl_mean")  # the full KL-scaled step, counterfactual
     full_step_kl_max: float = _key("full_step/kl_max")
@@ -49,7 +57,8 @@ class PolicyUpdateStats:
     full_step_violated: float = _key("full_step/constraint_violated")
     entropy: float = _key("policy/entropy")  # mean entropy at θ_new
     std_mean: float = _key("policy/std_mean")  # mean σ (Gaussian); 0 for Categorical
-    adv_max_abs: float = _key("bound/epsilon")  # ε = max|Â| over the batch (the Â of the surrogate)
+    adv_max_abs: float = _key("bound/epsilon")  # ε = max|A| over the batch, raw (unstandardised) GAE
+    ratio_advantage_mean: float = _key("bound/ratio_advantage_mean")  # mean[(π_new/π_old − 1)·A], raw A
 
     def to_dict(self) -> dict[str, Any]:
         return _as_dict(self)
@@ -70,19 +79,69 @@ class CriticStats:
         return _as_dict(self)
 
 
-def bound_terms(epsilon: float, gamma: float, surrogate_actual: float, kl_max: float) -> dict[str, float]:
-    r"""Terms of TRPO's Theorem 1: η(π_new) ≥ L(π_new) − C·D_KL^max with C = 4εγ/(1−γ)².
+def bound_terms(epsilon: float, gamma: float, ratio_advantage_mean: float, kl_max: float) -> dict[str, float]:
+    r"""Terms of TRPO's Theorem 1, η(π_new) − η(π_old) ≥ gain − C·D_KL^max, in one unit system.
 
-    ``bound/penalised_surrogate`` = (L(θ_new) − L(θ_old)) − C·KL_max, in the units of the
-    surrogate. For γ near 1 it is hugely negative (the bound is vacuous); it is logged, not assumed.
+    All in the units of the raw (unstandardised) GAE advantages A, i.e. of the (scaled) rewards the
+    critic sees. The surrogate sums over the discounted state visitation, whose mass is 1/(1−γ):
+
+        gain = mean[(π_new/π_old − 1)·A] / (1 − γ),   ε = max|A|,   C = 4εγ / (1 − γ)²,
+        ``bound/penalised_surrogate`` = gain − C·KL_max.
+
+    For γ near 1 it is hugely negative (the bound is vacuous); it is logged, not assumed.
     """
-    C = 4.0 * epsilon * gamma / (1.0 - gamma) ** 2 if gamma < 1 else math.inf
-    return {"bound/C": C, "bound/penalised_surrogate": surrogate_actual - C * kl_max}
+    if gamma >= 1:
+        return {"bound/C": math.inf, "bound/surrogate_gain": math.nan, "bound/penalised_surrogate": math.nan}
+    C = 4.0 * epsilon * gamma / (1.0 - gamma) ** 2
+    gain = ratio_advantage_mean / (1.0 - gamma)
+    return {"bound/C": C, "bound/surrogate_gain": gain, "bound/penalised_surrogate": gain - C * kl_max}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    r"""η(π_new) − η(π_old) from N paired episodes (common random numbers).
+
+    With d_i = R_new,i − R_old,i: ``improvement`` = mean d, ``improvement_se`` = sd(d)/√N (ddof 1),
+    ``independent_se`` = √((s²_new + s²_old)/N), the SE two independent evaluations of the same N
+    would have; ``outcome`` is 1 (improved) if mean > 2·SE, −1 (worsened) if mean < −2·SE, else 0.
+    """
+
+    return_old: float
+    return_new: float
+    improvement: float
+    improvement_se: float
+    independent_se: float
+    outcome: int
+
+    @classmethod
+    def of(cls, returns_old: Sequence[float], returns_new: Sequence[float]) -> PairedDifference:
+        old, new = np.asarray(returns_old, np.float64), np.asarray(returns_new, np.float64)
+        if old.shape != new.shape or old.size < 2:
+            raise ValueError(f"paired evaluation needs ≥ 2 episodes per policy, equally many (got {old.size}, {new.size})")
+        d = new - old
+        n = d.size
+        mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n))
+        outcome = 1 if mean > 2 * se else -1 if mean < -2 * se else 0
+        indep = math.sqrt((float(new.var(ddof=1)) + float(old.var(ddof=1))) / n)
+        return cls(float(old.mean()), float(new.mean()), mean, se, indep, outcome)
+
+    def to_dict(self) -> dict[str, float]:
+        return {f"paired/{f.name}": float(getattr(self, f.name)) for f in fields(self)}
+
+    @staticmethod
+    def not_measured() -> dict[str, None]:
+        """The same keys, null: the update was not measured."""
+        return {f"paired/{f.name}": None for f in fields(PairedDifference)}
 
 
 @dataclass
 class MonotonicTracker:
-    """Accounting of the return from one update to the next.
+    """Accounting across updates, each attributed to the update it measures.
+
+    * From the paired evaluation (the honest measure): cumulative counts of improved, worsened and
+      resolved updates; ``monotonic/improved_fraction`` = improved / resolved (null while none is resolved).
+    * From the training-return proxy ``return/delta`` (batch k+1 − batch k for update k): collapses (a
+      drop of more than ``collapse_share`` of the best return so far), the worst drop, the best return.
 
     Args:
         collapse_share: a drop of more than this share of the best return so far (in absolute
@@ -90,40 +149,45 @@ class MonotonicTracker:
     """
 
     collapse_share: float = 0.5
-    previous: float | None = None
     best: float = -math.inf
-    updates: int = 0
-    improved: int = 0
     collapses: int = 0
     worst_drop: float = 0.0
+    improved: int = 0
+    worsened: int = 0
+    resolved: int = 0
 
-    def update(self, return_mean: float) -> dict[str, float]:
-        delta = 0.0 if self.previous is None else return_mean - self.previous
-        if self.previous is not None:
-            self.updates += 1
-            self.improved += int(delta > 0)
+    def record_returns(self, before: float, after: float) -> dict[str, float]:
+        """Update k moved the training return from ``before`` (batch k) to ``after`` (batch k+1); NaN: unknown."""
+        self.best = max(self.best, before) if math.isfinite(before) else self.best
+        delta = after - before
+        if math.isfinite(delta):
             self.worst_drop = min(self.worst_drop, delta)
-            if self.best > -math.inf and -delta > self.collapse_share * abs(self.best) and delta < 0:
+            if delta < 0 and self.best > -math.inf and -delta > self.collapse_share * abs(self.best):
                 self.collapses += 1
-        self.best = max(self.best, return_mean)
-        self.previous = return_mean
+        self.best = max(self.best, after) if math.isfinite(after) else self.best
         return {
             "return/delta": delta,
-            "monotonic/improved_fraction": self.improved / self.updates if self.updates else 0.0,
-            "monotonic/collapses": float(self.collapses),
-            "monotonic/worst_drop": self.worst_drop,
-            "return/best": self.best,
-        }
-
-    def current(self) -> dict[str, float]:
-        """The accounting as it stands, for an update that brought no new return (delta 0)."""
-        return {
-            "return/delta": 0.0,
-            "monotonic/improved_fraction": self.improved / self.updates if self.updates else 0.0,
             "monotonic/collapses": float(self.collapses),
             "monotonic/worst_drop": self.worst_drop,
             "return/best": self.best if self.best > -math.inf else math.nan,
         }
+
+    def record_outcome(self, outcome: int | None) -> dict[str, float | None]:
+        """Count a paired outcome (1 improved, −1 worsened, 0 unresolved; None: not measured)."""
+        if outcome is not None:
+            self.improved += outcome == 1
+            self.worsened += outcome == -1
+            self.resolved += outcome != 0
+        return {
+            "monotonic/improved": float(self.improved),
+            "monotonic/worsened": float(self.worsened),
+            "monotonic/resolved": float(self.resolved),
+            "monotonic/improved_fraction": self.improved_fraction,
+        }
+
+    @property
+    def improved_fraction(self) -> float | None:
+        return self.improved / self.resolved if self.resolved else None
 
     def state_dict(self) -> dict[str, Any]:
         return {k.name: getattr(self, k.name) for k in fields(self)}
@@ -131,3 +195,17 @@ class MonotonicTracker:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+
+
+def normalizer_kl_shift(
+    policy: Policy, raw_obs: np.ndarray, before: ObservationNormalizer, after: ObservationNormalizer
+) -> tuple[float, float]:
+    r"""What a change of the observation normaliser's statistics alone does to the policy.
+
+    Mean and max over the raw states s of KL(π_θ(·|n_before(s)) ‖ π_θ(·|n_after(s))), θ fixed.
+    """
+    with torch.no_grad():
+        p = policy.dist_params(torch.from_numpy(before.normalize(raw_obs)))
+        q = policy.dist_params(torch.from_numpy(after.normalize(raw_obs)))
+        kl = policy.kl(p, q)
+    return float(kl.mean()), float(kl.max())

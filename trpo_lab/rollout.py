@@ -132,6 +132,7 @@ class RolloutBatch:
     values: torch.Tensor  # (T·N,) V(s) before the critic is fitted
     episode_returns: list[float] = field(default_factory=list)  # raw returns of episodes ended in this batch
     episode_lengths: list[int] = field(default_factory=list)
+    raw_obs: np.ndarray | None = None  # (T·N, obs_dim) the observations before normalisation
 
     @property
     def size(self) -> int:
@@ -244,7 +245,32 @@ class RolloutCollector:
             values=values.reshape(-1),
             episode_returns=episode_returns,
             episode_lengths=episode_lengths,
+            raw_obs=raw_obs_buf.reshape(T * N, -1).copy(),
         )
+
+    def warm_up(self, steps: int) -> int:
+        """Run the current policy only to fit the observation and reward statistics before the first batch.
+
+        Removes the first update's jump: without it the first batch is collected with mean 0 and
+        variance 1, and the policy fitted to those inputs then acts on inputs standardised with the
+        first batch's statistics. Runs ⌈steps/N⌉ vector steps; episodes in progress carry on into the
+        first batch (episodes that end here are in no batch). Returns the env steps taken (they count
+        toward the run's env steps).
+        """
+        rounds = -(-steps // self.N)
+        act, normalize, step = self._actor(), self.obs_normalizer.normalize, self.envs.step
+        raw_obs = np.empty((rounds, *self.raw_obs.shape), np.float32)
+        rewards = np.empty((rounds, self.N), np.float64)
+        dones = np.empty((rounds, self.N), bool)
+        for t in range(rounds):
+            raw_obs[t] = self.raw_obs
+            self.raw_obs, rewards[t], term, trunc, _ = step(self._env_action(act(normalize(raw_obs[t]))))
+            dones[t] = term | trunc
+            self.ep_return = (self.ep_return + rewards[t]) * ~dones[t]
+            self.ep_length = (self.ep_length + 1) * ~dones[t]
+        self.reward_scaler.scale(rewards, dones)
+        self.obs_normalizer.update(raw_obs.reshape(rounds * self.N, -1))
+        return rounds * self.N
 
     def _env_action(self, action: np.ndarray) -> np.ndarray:
         """A fresh array per step (an env may keep a reference to its action); Box actions clipped to the box."""

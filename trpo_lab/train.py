@@ -120,7 +120,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
         envs=make_vec_env(cfg.env.id, ev.episodes, env_kwargs) if ev.every > 0 else None,
         every=ev.every,
         seed=cfg.seed + ev.seed_offset,
-        paired_envs=make_vec_env(cfg.env.id, ev.paired_episodes, env_kwargs) if ev.paired else None,
+        paired_envs=make_vec_env(cfg.env.id, ev.paired.episodes, env_kwargs) if ev.paired.every > 0 else None,
+        paired_every=ev.paired.every,
     )
     trainer = Trainer(
         collector=collector, update=update, critic_fitter=critic_fitter, policy=policy, critic=critic,
@@ -128,11 +129,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
         total_env_steps=cfg.total_env_steps, run_dir=run_dir, seed=cfg.seed,
         checkpoint_every=cfg.checkpoint_every, max_consecutive_skips=cfg.max_consecutive_skips,
         evaluation=evaluation, monotonic=MonotonicTracker(cfg.collapse_share),
+        normalizer_warmup=cfg.rollout.normalizer_warmup if cfg.rollout.normalize_obs else 0,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     if state is not None:
         trainer.load_state_dict(state)
-        truncate_metrics(run_dir / "metrics.jsonl", trainer.updates)
+        truncate_metrics(run_dir / "metrics.jsonl", trainer.rows_written)
     trainer.sinks = _make_sinks(cfg, run_dir, dict(run_meta or {}), state, start=trainer.env_steps)
     return trainer
 

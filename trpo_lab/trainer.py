@@ -1,8 +1,12 @@
 """The one training loop shared by every variant: collect → update the policy → fit the critic → log.
 
-Also: periodic deterministic evaluation, the optional paired old-vs-new evaluation, checkpoints
-(every N updates, at the end, and on SIGTERM/SIGINT), resuming, and the guard that stops a run
-whose updates keep failing.
+Also: periodic deterministic evaluation, the paired old-vs-new evaluation every k-th update,
+checkpoints (every N updates, at the end, and on SIGTERM/SIGINT), resuming, and the guard that stops
+a run whose updates keep failing.
+
+Attribution: every number on update k's row measures update k. The row is written once batch k+1
+has been collected, so that ``return/delta`` = return(batch k+1) − return(batch k); the row of the
+last update has ``return/delta`` null (no batch follows it).
 """
 from __future__ import annotations
 
@@ -22,9 +26,9 @@ import torch
 from trpo_lab.checkpoint import CHECKPOINT, save_atomic
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
-from trpo_lab.evaluate import evaluate_policy
+from trpo_lab.evaluate import evaluate_policy, paired_evaluation
 from trpo_lab.logging import ConsoleProgress, JsonlSink, WandbSink
-from trpo_lab.metrics import MonotonicTracker, bound_terms
+from trpo_lab.metrics import MonotonicTracker, PairedDifference, bound_terms, normalizer_kl_shift
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy, ValueFunction
 from trpo_lab.rollout import RolloutCollector
@@ -63,20 +67,26 @@ class Sinks:
 
 @dataclass
 class Evaluation:
-    """Deterministic evaluation settings and envs.
+    """Evaluation settings and envs.
 
     Args:
-        envs: a vector env with one env per evaluation episode (None: no periodic evaluation).
-        every: evaluate every this many updates (and after the last one); 0 disables.
+        envs: a vector env with one env per deterministic evaluation episode (None: no periodic evaluation).
+        every: evaluate deterministically every this many updates (and after the last one); 0 disables.
         seed: the eval envs' reset seed, the same at every evaluation so curves compare like with like.
-        paired_envs: envs for the paired old-vs-new evaluation of every update (None: off). Both
-            policies run on the same seeds (common random numbers), fresh ones at each update.
+        paired_envs: one env per episode of the paired old-vs-new evaluation (None: off). π_old and
+            π_new, stochastic as trained, run on common random numbers: the same env seeds and the same
+            action-noise stream, fresh ones at each measured update.
+        paired_every: measure every this many updates (0: never).
     """
 
     envs: Any = None
     every: int = 0
     seed: int = 10_000
     paired_envs: Any = None
+    paired_every: int = 0
+
+    def paired_due(self, update: int) -> bool:
+        return self.paired_envs is not None and self.paired_every > 0 and update % self.paired_every == 0
 
     def close(self) -> None:
         for e in (self.envs, self.paired_envs):
@@ -103,6 +113,8 @@ class Trainer:
         max_consecutive_skips: stop with :class:`TrainingDiverged` after this many skipped updates in a row.
         evaluation: periodic and paired evaluation.
         monotonic: the return accounting across updates.
+        normalizer_warmup: env steps run before the first batch only to fit the observation and
+            reward statistics (rounded up to whole batches; counted in ``env_steps``); 0: none.
     """
 
     collector: RolloutCollector
@@ -121,12 +133,16 @@ class Trainer:
     max_consecutive_skips: int = 5
     evaluation: Evaluation = field(default_factory=Evaluation)
     monotonic: MonotonicTracker = field(default_factory=MonotonicTracker)
+    normalizer_warmup: int = 0
     env_steps: int = 0
     updates: int = 0
     last_return: float | None = None
     consecutive_skips: int = 0
     totals: dict[str, float] = field(default_factory=lambda: {"violated": 0.0, "accepted": 0.0, "skipped": 0.0})
-    time_split: dict[str, float] = field(default_factory=lambda: {"rollout": 0.0, "update": 0.0, "critic": 0.0, "eval": 0.0})
+    time_split: dict[str, float] = field(
+        default_factory=lambda: {"rollout": 0.0, "update": 0.0, "critic": 0.0, "eval": 0.0, "paired": 0.0})
+    pending_row: dict[str, Any] | None = None  # update k's row, written once batch k+1 gives its return/delta
+    _logged_steps: int = 0  # env_steps of the last row written (console progress)
     _stop_signal: int | None = None
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -135,11 +151,14 @@ class Trainer:
         t_start = time.perf_counter()
         previous = self._install_signal_handlers()
         try:
+            if self.env_steps == 0 and self.updates == 0 and self.normalizer_warmup > 0:
+                self.env_steps += self.collector.warm_up(self.normalizer_warmup)
             while self.env_steps < self.total_env_steps:
                 if self._stop_signal is not None:
                     self.save_checkpoint()
                     raise TrainingInterrupted(self._stop_signal, self.env_steps)
                 self._one_update()
+            self._write_pending(math.nan)
             self.save_checkpoint()
             summary = self.summary(time.perf_counter() - t_start)
             if self.sinks.wandb is not None:
@@ -152,10 +171,17 @@ class Trainer:
 
     def _one_update(self) -> None:
         t0 = time.perf_counter()
+        normalizer_before = copy.deepcopy(self.obs_normalizer)
         batch = self.collector.collect()
         t1 = time.perf_counter()
-        old_policy = copy.deepcopy(self.policy) if self.evaluation.paired_envs is not None else None
+        batch_return = float(np.mean(batch.episode_returns)) if batch.episode_returns else math.nan
+        self._write_pending(batch_return)  # this batch is the one after the previous update
+        paired = self.evaluation.paired_due(self.updates + 1)
+        old_policy = copy.deepcopy(self.policy) if paired else None
         stats = self.update(self.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
+        # θ_{k+1} was fitted to inputs normalised with the statistics batch k was collected with, but acts
+        # on batch k+1 with the statistics updated by batch k: the KL of that change alone, at θ_{k+1}
+        shift_mean, shift_max = normalizer_kl_shift(self.policy, batch.raw_obs, normalizer_before, self.obs_normalizer)
         t2 = time.perf_counter()
         if torch.isfinite(batch.returns).all():
             critic_stats = self.critic_fitter.fit(batch.obs, batch.returns, batch.values).to_dict()
@@ -164,22 +190,25 @@ class Trainer:
         t3 = time.perf_counter()
         self.env_steps += batch.size
         self.updates += 1
+        if batch.episode_returns:
+            self.last_return = batch_return
 
         row: dict[str, Any] = {"env_steps": self.env_steps, "update": self.updates}
-        if batch.episode_returns:
-            self.last_return = float(np.mean(batch.episode_returns))
-            row.update(self.monotonic.update(self.last_return))
-        else:  # no episode ended in this batch: carry the last return, no new accounting
-            row.update(self.monotonic.current())
-        row["return/mean"] = self.last_return if self.last_return is not None else math.nan
+        row["return/mean"] = batch_return  # batch k, collected by π_k (before this update)
         row["return/episodes"] = len(batch.episode_returns)
         row["episode/length_mean"] = float(np.mean(batch.episode_lengths)) if batch.episode_lengths else math.nan
         row.update(stats.to_dict())
         row.update(critic_stats)
-        row.update(bound_terms(stats.adv_max_abs, self.gamma, stats.surrogate_actual, stats.kl_max))
-        row.update(self._evaluate(old_policy))
+        row.update(bound_terms(stats.adv_max_abs, self.gamma, stats.ratio_advantage_mean, stats.kl_max))
+        row["normalizer/kl_shift"], row["normalizer/kl_shift_max"] = shift_mean, shift_max
+        row.update(self._evaluate())
         t4 = time.perf_counter()
-        for k, dt in (("rollout", t1 - t0), ("update", t2 - t1), ("critic", t3 - t2), ("eval", t4 - t3)):
+        difference = self._paired(old_policy, normalizer_before) if old_policy is not None else None
+        row.update(difference.to_dict() if difference is not None else PairedDifference.not_measured())
+        row.update(self.monotonic.record_outcome(difference.outcome if difference is not None else None))
+        t5 = time.perf_counter()
+        for k, dt in (("rollout", t1 - t0), ("update", t2 - t1), ("critic", t3 - t2), ("eval", t4 - t3),
+                      ("paired", t5 - t4)):
             self.time_split[k] += dt
             row[f"time/{k}_s"] = dt
         row["perf/env_steps_per_s"] = batch.size / (t3 - t0)
@@ -187,10 +216,11 @@ class Trainer:
         self.totals["violated"] += stats.constraint_violated
         self.totals["accepted"] += stats.accepted
         self.totals["skipped"] += stats.skipped
-        self.sinks.log(row, batch.size)
+        self.pending_row = row
 
         self.consecutive_skips = self.consecutive_skips + 1 if stats.skipped else 0
         if self.consecutive_skips >= self.max_consecutive_skips:
+            self._write_pending(math.nan)
             raise TrainingDiverged(
                 f"{self.consecutive_skips} consecutive updates were skipped (last reason: {stats.skipped_reason}); "
                 f"stopping. metrics.jsonl and the last good checkpoint ({self.run_dir / CHECKPOINT}) are kept."
@@ -198,23 +228,38 @@ class Trainer:
         if self.checkpoint_every and self.updates % self.checkpoint_every == 0:
             self.save_checkpoint()
 
-    def _evaluate(self, old_policy: Policy | None) -> dict[str, float]:
-        out: dict[str, float] = {}
+    @property
+    def rows_written(self) -> int:
+        """The updates whose rows are in ``metrics.jsonl`` (all but the pending one)."""
+        return self.updates - (self.pending_row is not None)
+
+    def _write_pending(self, return_after: float) -> None:
+        """Complete the pending row (update k) with the return of batch k+1 (NaN: none) and write it."""
+        row, self.pending_row = self.pending_row, None
+        if row is None:
+            return
+        row.update(self.monotonic.record_returns(row["return/mean"], return_after))
+        assert self.sinks is not None
+        self.sinks.log(row, row["env_steps"] - self._logged_steps)
+        self._logged_steps = row["env_steps"]
+
+    def _evaluate(self) -> dict[str, float]:
+        """Deterministic evaluation every ``evaluation.every`` updates and after the last one."""
         ev = self.evaluation
         last = self.env_steps >= self.total_env_steps
         if ev.envs is not None and ev.every and (self.updates % ev.every == 0 or last):
             r = evaluate_policy(self.policy, ev.envs, ev.seed, self.obs_normalizer)
-            out.update({"eval/return_mean": float(np.mean(r)), "eval/return_std": float(np.std(r))})
-        if old_policy is not None:
-            seed = ev.seed + 1 + self.updates * ev.paired_envs.num_envs
-            r_old = evaluate_policy(old_policy, ev.paired_envs, seed, self.obs_normalizer)
-            r_new = evaluate_policy(self.policy, ev.paired_envs, seed, self.obs_normalizer)
-            out.update({
-                "paired/return_old": float(np.mean(r_old)),
-                "paired/return_new": float(np.mean(r_new)),
-                "paired/improvement": float(np.mean(np.subtract(r_new, r_old))),
-            })
-        return out
+            return {"eval/return_mean": float(np.mean(r)), "eval/return_std": float(np.std(r))}
+        return {}
+
+    def _paired(self, old_policy: Policy, normalizer_before: ObservationNormalizer) -> PairedDifference:
+        """θ_k against θ_{k+1}, both with the normaliser statistics batch k was collected and the update
+        computed with: the pair of Theorem 1, so a rejected step measures exactly 0. The statistics'
+        own change is measured apart (``normalizer/kl_shift``)."""
+        ev = self.evaluation
+        seed = ev.seed + 1 + self.updates * ev.paired_envs.num_envs
+        return paired_evaluation((old_policy, normalizer_before), (self.policy, normalizer_before),
+                                 ev.paired_envs, seed, noise_seed=seed)
 
     # -- signals -------------------------------------------------------------------------------------
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -244,7 +289,8 @@ class Trainer:
             "updates": self.updates,
             "final_return": self.last_return,
             "best_return": m.best if m.best > -math.inf else None,
-            "improved_fraction": m.improved / m.updates if m.updates else None,
+            "improved_fraction": m.improved_fraction,
+            "resolved_updates": m.resolved,
             "collapses": m.collapses,
             "worst_drop": m.worst_drop,
             "violation_rate": self.totals["violated"] / n,
@@ -270,6 +316,7 @@ class Trainer:
             "last_return": self.last_return,
             "totals": dict(self.totals),
             "time_split": dict(self.time_split),
+            "pending_row": self.pending_row,
             "torch_rng": torch.get_rng_state(),
             "wandb_run_id": wandb_run.id if wandb_run is not None else None,
         }
@@ -287,6 +334,8 @@ class Trainer:
         self.last_return = state.get("last_return")
         self.totals.update(state.get("totals", {}))
         self.time_split.update(state.get("time_split", {}))
+        self.pending_row = state.get("pending_row")
+        self._logged_steps = self.env_steps
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
         self.collector.reset(seed=self.seed + 1_000_003 * self.updates)

@@ -2,8 +2,11 @@ r"""One natural-gradient policy update, composed of orthogonal pieces.
 
     g  = ∇_θ L(θ)|θ_old,   L(θ) = mean_i [π_θ(a_i|s_i) / π_old(a_i|s_i) · Â_i]
     x  ≈ (F + λI)⁻¹ g      (``fisher`` gives F·v, ``solver`` runs CG with damping λ)
-    Δ  = c · x              (``step_rule``: c = α, or c = √(2δ / xᵀ(F+λI)x))
+    Δ  = c · x              (``step_rule``: c = α, or c = √(2δ / κ), κ = xᵀ(F+λI)x or xᵀFx)
     θ  = θ_old + f · Δ      (``line_search``: f = 1, or the first admissible βʲ, or 0)
+
+The stats also carry what Theorem 1 of the TRPO paper needs in the units of the raw (unstandardised)
+advantages A: ε = max|A| and mean[(ratio − 1)·A] at θ_new (see :func:`trpo_lab.metrics.bound_terms`).
 
 The three presets are compositions: ``npg`` = (fixed, none), ``trpo_no_ls`` = (kl_scaled, none),
 ``trpo`` = (kl_scaled, backtracking).
@@ -21,7 +24,7 @@ from trpo_lab.metrics import PolicyUpdateStats
 from trpo_lab.natural.cg import CGResult, ConjugateGradient
 from trpo_lab.natural.fisher import AnalyticFisher, EmpiricalFisher, flat_grad, flat_params
 from trpo_lab.natural.line_search import BacktrackingLineSearch, Candidate, LineSearchResult, NoLineSearch
-from trpo_lab.natural.step_rules import FixedStep, KLScaledStep
+from trpo_lab.natural.step_rules import Curvature, FixedStep, KLScaledStep
 from trpo_lab.policies import DistParams, Policy
 
 KL_DIRECTIONS = ("old_new", "new_old")
@@ -112,7 +115,8 @@ class NaturalGradientUpdate:
         self.solver = solver
         self.step_rule = step_rule
         self.line_search = line_search
-        self.full_step = KLScaledStep(max_kl)
+        # the counterfactual full KL-scaled step uses the step rule's curvature when it has one
+        self.full_step = step_rule if isinstance(step_rule, KLScaledStep) else KLScaledStep(max_kl)
         self.max_kl = float(max_kl)
         self.kl_direction = kl_direction
         self.constraint = constraint
@@ -122,8 +126,12 @@ class NaturalGradientUpdate:
         """Per-state KL in the configured direction."""
         return policy.kl(old, new) if self.kl_direction == "old_new" else policy.kl(new, old)
 
+    def constrained_kl(self, c: Candidate) -> float:
+        """The KL statistic of ``constraint``: the batch mean or max."""
+        return c.kl_mean if self.constraint == "mean" else c.kl_max
+
     def _violated(self, c: Candidate) -> float:
-        return float((c.kl_mean if self.constraint == "mean" else c.kl_max) > self.max_kl)
+        return float(self.constrained_kl(c) > self.max_kl)
 
     def __call__(
         self,
@@ -146,7 +154,7 @@ class NaturalGradientUpdate:
             old = tuple(t.detach().clone() for t in policy.dist_params(obs))
         surrogate_old = surrogate_of(policy, policy.dist_params(obs), actions, log_prob_old, adv)
         g = flat_grad(torch.autograd.grad(surrogate_old, list(policy.parameters())))
-        eps = float(adv.abs().max())
+        eps = float(advantages.abs().max())
         if not torch.isfinite(adv).all():
             return self._skipped(policy, old, "non-finite advantages", eps)
         if not torch.isfinite(g).all():
@@ -154,19 +162,27 @@ class NaturalGradientUpdate:
 
         fvp = self.fisher.build(policy, obs, actions)
         cg = self.solver(fvp, g)
-        xFx = float(cg.x @ self.solver.damped(fvp)(cg.x))
-        if not math.isfinite(xFx) or xFx <= 0:
-            return self._skipped(policy, old, f"xᵀFx = {xFx:.6g} is not positive and finite", eps, cg)
+        curvature = self._curvature(fvp, cg.x)
+        kappa = self.full_step.kappa(curvature)
+        if not (curvature.is_valid() and math.isfinite(kappa) and kappa > 0):
+            reason = (f"curvature not positive and finite: xᵀFx = {curvature.undamped:.6g}, "
+                      f"xᵀ(F+λI)x = {curvature.damped:.6g}")
+            return self._skipped(policy, old, reason, eps, cg)
 
         meter = CandidateMeter(self, policy, obs, actions, log_prob_old, adv, old, theta_old, cg.x,
                                float(surrogate_old.detach()))
-        c = self.step_rule(xFx)
+        c = self.step_rule(curvature)
         gx = float(g @ cg.x)
         ls = self.line_search(lambda f: meter.measure(f * c), c * gx)
-        full = meter.measure(self.full_step(xFx))  # the counterfactual full KL-scaled step
+        full = meter.measure(self.full_step(curvature))  # the counterfactual full KL-scaled step
         taken = ls.fraction * c if ls.accepted else 0.0
         final = self._take_step(meter, taken)
-        return self._stats(policy, meter, ls, final, full, cg, g, gx, xFx, taken, eps)
+        return self._stats(policy, meter, ls, final, full, cg, g, gx, curvature, taken, advantages)
+
+    def _curvature(self, fvp, x: torch.Tensor) -> Curvature:
+        """xᵀFx from one Fisher product, and xᵀ(F + λI)x = xᵀFx + λ‖x‖²."""
+        xFx = float(x @ fvp(x))
+        return Curvature(undamped=xFx, damped=xFx + self.solver.damping * float(x @ x))
 
     @staticmethod
     def _take_step(meter: CandidateMeter, taken: float) -> Candidate:
@@ -177,20 +193,23 @@ class NaturalGradientUpdate:
 
     def _stats(
         self, policy: Policy, meter: CandidateMeter, ls: LineSearchResult, final: Candidate, full: Candidate,
-        cg: CGResult, g: torch.Tensor, gx: float, xFx: float, taken: float, eps: float,
+        cg: CGResult, g: torch.Tensor, gx: float, curvature: Curvature, taken: float, advantages: torch.Tensor,
     ) -> PolicyUpdateStats:
         """What the step θ_old → θ_old + taken·x did on the batch."""
         expected = taken * gx
         with torch.no_grad():
-            entropy = float(policy.entropy(meter.dist_at(taken)).mean())
+            dist = meter.dist_at(taken)
+            entropy = float(policy.entropy(dist).mean())
+            ratio = torch.exp(policy.log_prob(dist, meter.actions) - meter.log_prob_old)
+            ratio_advantage = float(((ratio - 1.0) * advantages).mean())
         return PolicyUpdateStats(
             surrogate_expected=expected,
             surrogate_actual=final.surrogate_improvement,
             improvement_ratio=final.surrogate_improvement / expected if expected != 0 else 0.0,
-            kl_predicted=0.5 * taken * taken * xFx,
+            kl_predicted=0.5 * taken * taken * curvature.undamped,
             kl_mean=final.kl_mean,
             kl_max=final.kl_max,
-            kl_over_delta=final.kl_mean / self.max_kl,
+            kl_over_delta=self.constrained_kl(final) / self.max_kl,
             constraint_violated=self._violated(final),
             norm=abs(taken) * float(meter.x.norm()),
             fraction=ls.fraction,
@@ -200,8 +219,9 @@ class NaturalGradientUpdate:
             accepted=float(ls.accepted),
             cg_residual=cg.residual,
             cg_iters=float(cg.iters),
-            gFg=gx,
-            xFx=xFx,
+            xFx_damped=curvature.damped,
+            xFx=curvature.undamped,
+            damping_share=curvature.damping_share,
             grad_norm=float(g.norm()),
             full_step_kl_mean=full.kl_mean,
             full_step_kl_max=full.kl_max,
@@ -209,7 +229,8 @@ class NaturalGradientUpdate:
             full_step_violated=self._violated(full),
             entropy=entropy,
             std_mean=policy.std_mean(),
-            adv_max_abs=eps,
+            adv_max_abs=float(advantages.abs().max()),
+            ratio_advantage_mean=ratio_advantage,
         )
 
     @staticmethod
