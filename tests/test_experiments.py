@@ -45,6 +45,7 @@ EXPECTED_GRIDS = {
         "experiment/paper_variant": ["trpo", "trpo_no_ls", "npg_a0.01", "npg_a0.03", "npg_a0.1", "npg_a0.3",
                                      "trpo_empirical_fisher", "trpo_max_kl"],
     },
+    "step_statistics": {"experiment/step_variant": ["npg_a0.1", "npg_a0.7", "trpo_no_ls", "trpo", "trpo_undamped"]},
 }
 
 

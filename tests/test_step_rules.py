@@ -96,3 +96,15 @@ def test_no_line_search_takes_the_full_step_unchecked():
     called = []
     res = NoLineSearch()(lambda f: called.append(f), 1.0)
     assert res.accepted and res.fraction == 1.0 and res.backtracks == 0
+
+
+def test_step_statistics_variants_compose_to_their_curvature(compose):
+    from trpo_lab.train import build_update
+
+    def update(variant):
+        return build_update(compose(["experiment=step_statistics", f"experiment/step_variant={variant}"]).algo)
+
+    assert update("trpo").step_rule.curvature == "damped"
+    undamped = update("trpo_undamped")
+    assert undamped.step_rule.curvature == "undamped" and undamped.full_step is undamped.step_rule
+    assert isinstance(update("npg_a0.7").step_rule, FixedStep) and update("npg_a0.7").step_rule.step_size == 0.7
