@@ -42,3 +42,16 @@ def test_damped_solver_solves_shifted_system():
 def test_solver_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError, match="algo.solver"):
         ConjugateGradient(**kwargs)
+
+
+@pytest.mark.parametrize("iters", [1, 2, 3, 5])
+def test_every_cg_iterate_from_zero_has_gx_equal_to_xAx(iters):
+    """For x₀ = 0, x_k minimises ½xᵀAx − gᵀx over a Krylov space that contains x_k, so gᵀx_k = x_kᵀAx_k
+    exactly whether or not CG has converged: logging both would log one number twice."""
+    gen = torch.Generator().manual_seed(3)
+    M = torch.randn(12, 12, generator=gen, dtype=torch.float64)
+    A = M @ M.T + 0.1 * torch.eye(12, dtype=torch.float64)
+    g = torch.randn(12, generator=gen, dtype=torch.float64)
+    res = conjugate_gradient(lambda v: A @ v, g, iters=iters, residual_tol=0.0)
+    assert res.residual > 1e-3  # not converged
+    assert float(g @ res.x) == pytest.approx(float(res.x @ A @ res.x), rel=1e-10)
