@@ -20,7 +20,7 @@ The analytic Fisher has two implementations of the same matrix (``AnalyticFisher
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal
 
 import torch
 from torch.func import functional_call, jvp, vjp
