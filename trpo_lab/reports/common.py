@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from trpo_lab.runs import Groups, NoRunsError, Run, display_path, group_runs, load_complete_runs, pooling_warnings
@@ -20,20 +20,21 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def load_groups(args: argparse.Namespace) -> tuple[Groups, list[tuple[Run, str]], Path] | None:
-    """The grouped runs below ``args.sweep_dirs``, the skipped ones and the output folder (created), with
-    skips and pooling warnings on stderr; None (after a one-line error) when there is no usable run."""
+def run_report(args: argparse.Namespace, write: Callable[[Groups, list[tuple[Run, str]], Path], None]) -> int:
+    """Load and group the runs below ``args.sweep_dirs`` (skips and pooling warnings on stderr), create the output
+    folder and call ``write(groups, skipped, out)``; exit status 2 after a one-line error when no run is usable."""
     try:
         runs, skipped = load_complete_runs(args.sweep_dirs)
     except NoRunsError as e:
         print(f"error: {e}", file=sys.stderr)
-        return None
+        return 2
     groups = group_runs(runs)
     for warning in pooling_warnings(groups):
         print(warning, file=sys.stderr)
     out = args.out or args.sweep_dirs[0] / "analysis"
     out.mkdir(parents=True, exist_ok=True)
-    return groups, skipped, out
+    write(groups, skipped, out)
+    return 0
 
 
 def skipped_json(skipped: Sequence[tuple[Run, str]]) -> list[dict[str, str]]:

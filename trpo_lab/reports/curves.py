@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from trpo_lab.reports.common import base_parser, load_groups, skipped_json
+from trpo_lab.reports.common import base_parser, run_report, skipped_json
 from trpo_lab.reports.markdown import format_ci, markdown_table, skipped_report
 from trpo_lab.runs import Groups, Run
 from trpo_lab.stats import bootstrap_band, bootstrap_ci, iqm
@@ -177,21 +177,18 @@ def draw_curves(groups: Groups, args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    loaded = load_groups(args)
-    if loaded is None:
-        return 2
-    groups, skipped, out = loaded
-    records = final_performance(groups, args.metric, args.final_window, args.resamples, args.confidence, args.seed)
-    print(write_table(records, args, skipped, out))
-    import matplotlib.pyplot as plt
 
-    fig = draw_curves(groups, args)
-    path = out / "curves.png"
-    fig.savefig(path, dpi=130, bbox_inches="tight")  # "tight" keeps a legend placed outside the axes
-    plt.close(fig)
-    print(f"wrote {path}, {out / 'final_performance.md'}, {out / 'final_performance.json'}")
-    return 0
+    def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path) -> None:
+        import matplotlib.pyplot as plt
 
+        records = final_performance(groups, args.metric, args.final_window, args.resamples, args.confidence, args.seed)
+        print(write_table(records, args, skipped, out))
+        fig = draw_curves(groups, args)
+        fig.savefig(out / "curves.png", dpi=130, bbox_inches="tight")  # "tight" keeps a legend below the axes
+        plt.close(fig)
+        print(f"wrote {out / 'curves.png'}, {out / 'final_performance.md'}, {out / 'final_performance.json'}")
+
+    return run_report(args, write)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from trpo_lab.reports.common import base_parser, load_groups, skipped_json
+from trpo_lab.reports.common import base_parser, run_report, skipped_json
 from trpo_lab.reports.markdown import format_ci, markdown_table, skipped_report
 from trpo_lab.runs import Groups, Run, display_path, labels_by_path
 from trpo_lab.stats import mean_ci
@@ -447,33 +447,31 @@ def draw_task(task: str, variants: dict[str, list[Run]], report: dict[str, Any],
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    loaded = load_groups(args)
-    if loaded is None:
-        return 2
-    groups, skipped, out = loaded
-    labels = labels_by_path(groups)
-    report = {task: {v: variant_record(rs, args) for v, rs in variants.items()} for task, variants in groups.items()}
-    identical = identical_trajectories(groups)
-    text = markdown(report, args, identical, skipped, labels)
-    (out / "step_behavior.md").write_text(text, encoding="utf-8")
-    (out / "step_behavior.json").write_text(json.dumps({
-        "tasks": report,
-        "identical_trajectories": [[{"run": display_path(r.path), "variant": labels[r.path], "seed": r.seed} for r in g]
-                                   for g in identical],
-        "skipped": skipped_json(skipped),
-    }, indent=2) + "\n", encoding="utf-8")
-    import matplotlib.pyplot as plt
 
-    pngs = []
-    for task, variants in groups.items():
-        fig = draw_task(task, variants, report[task], args)
-        pngs.append(out / f"step_behavior_{_slug(task)}.png")
-        fig.savefig(pngs[-1], dpi=110)
-        plt.close(fig)
-    print(text)
-    print("wrote " + ", ".join(str(p) for p in [*pngs, out / "step_behavior.md", out / "step_behavior.json"]))
-    return 0
+    def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path) -> None:
+        import matplotlib.pyplot as plt
 
+        labels = labels_by_path(groups)
+        report = {task: {v: variant_record(rs, args) for v, rs in variants.items()} for task, variants in groups.items()}
+        identical = identical_trajectories(groups)
+        text = markdown(report, args, identical, skipped, labels)
+        (out / "step_behavior.md").write_text(text, encoding="utf-8")
+        (out / "step_behavior.json").write_text(json.dumps({
+            "tasks": report,
+            "identical_trajectories": [[{"run": display_path(r.path), "variant": labels[r.path], "seed": r.seed}
+                                        for r in g] for g in identical],
+            "skipped": skipped_json(skipped),
+        }, indent=2) + "\n", encoding="utf-8")
+        pngs = []
+        for task, variants in groups.items():
+            fig = draw_task(task, variants, report[task], args)
+            pngs.append(out / f"step_behavior_{_slug(task)}.png")
+            fig.savefig(pngs[-1], dpi=110)
+            plt.close(fig)
+        print(text)
+        print("wrote " + ", ".join(str(p) for p in [*pngs, out / "step_behavior.md", out / "step_behavior.json"]))
+
+    return run_report(args, write)
 
 if __name__ == "__main__":
     sys.exit(main())
