@@ -151,14 +151,15 @@ def test_step_behavior_rates_against_the_constructed_data(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["plot_curves.py", "step_behavior.py"])
-def test_scripts_help_and_one_line_error_without_runs(tmp_path, script):
-    run = lambda *a: subprocess.run([sys.executable, str(SCRIPTS / script), *a], check=False, capture_output=True, text=True)
+@pytest.mark.parametrize("command", [[str(SCRIPTS / "plot_curves.py")], [str(SCRIPTS / "step_behavior.py")],
+                                     ["-m", "trpo_lab.reports.curves"], ["-m", "trpo_lab.reports.step_behavior"]])
+def test_reports_help_and_one_line_error_without_runs(tmp_path, command):
+    run = lambda *a: subprocess.run([sys.executable, *command, *a], check=False, capture_output=True, text=True)
     assert run("--help").returncode == 0
     empty = tmp_path / "empty"
     empty.mkdir()
     res = run(str(empty))
-    assert res.returncode != 0
+    assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no run folders") and str(empty) in lines[0]
     assert not (empty / "analysis").exists()

@@ -92,3 +92,11 @@ def test_the_summary_cli_rewrites_the_summary(tmp_path):
     assert json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())["jobs"][0]["final_return"] == 7.5
     res = subprocess.run([sys.executable, "-m", "trpo_lab.sweep", str(tmp_path / "none")], capture_output=True, text=True)
     assert res.returncode == 1 and res.stderr.strip() == f"error: no run folders under {tmp_path / 'none'}"
+
+
+@pytest.mark.slow
+def test_the_sweep_callback_imports_neither_matplotlib_nor_scipy():
+    # every training job imports trpo_lab.sweep (the Hydra callback): it must stay light
+    code = "import sys, trpo_lab.sweep; print(sorted(m for m in ('matplotlib', 'scipy') if m in sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]"

@@ -1,7 +1,7 @@
 """Learning curves and a final-performance table for one or more sweeps.
 
-    trpo-lab-curves multirun/2026-01-01/12-00-00 [MORE_DIRS ...] --out experiments/my_study
-    (or: python -m trpo_lab.reports.curves ..., python scripts/plot_curves.py ...)
+    python -m trpo_lab.reports.curves multirun/2026-01-01/12-00-00 [MORE_DIRS ...] --out experiments/my_study
+    (the same: python scripts/plot_curves.py ..., or the console script with entry point trpo_lab.reports.curves:main)
 
 Reads every run folder below the given folders, groups the runs by task (one panel per task) and by
 variant (:func:`trpo_lab.runs.group_runs`: runs are pooled only when their configs are equal but for the

@@ -1,7 +1,8 @@
 """NPG-vs-TRPO step-behaviour report: what the steps did, update by update, per variant.
 
-    trpo-lab-step-behavior multirun/2026-01-01/12-00-00 [MORE_DIRS ...] --out experiments/my_study
-    (or: python -m trpo_lab.reports.step_behavior ..., python scripts/step_behavior.py ...)
+    python -m trpo_lab.reports.step_behavior multirun/2026-01-01/12-00-00 [MORE_DIRS ...] --out experiments/my_study
+    (the same: python scripts/step_behavior.py ..., or the console script with entry point
+    trpo_lab.reports.step_behavior:main)
 
 Reads every run folder below the given folders (variants and tasks as in :mod:`trpo_lab.reports.curves`)
 and writes into ``--out``, per task, ``step_behavior_<task>.png`` and one ``step_behavior.md`` /
