@@ -12,7 +12,7 @@ seed; the label names what differs), and writes into ``--out``:
   curves resampled). A long legend sits outside the axes.
 - ``final_performance.md`` and ``.json``: per task and variant, the *final return* of each seed =
   the mean of the metric over its last ``--final-window`` updates; then the interquartile mean (IQM)
-  over seeds with a 95% stratified-bootstrap CI, the mean ± standard deviation (ddof = 1), the
+  over seeds with a 95% percentile-bootstrap CI over seeds, the mean ± standard deviation (ddof = 1), the
   number of seeds and the per-seed values. Tasks are not pooled: raw returns of different tasks are
   not on one scale.
 
@@ -40,7 +40,7 @@ from trpo_lab.stats import bootstrap_band, bootstrap_ci, iqm
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = base_parser(
         "Return curves (mean over seeds, 95%% bootstrap band) and a final-performance table "
-        "(IQM with stratified-bootstrap CIs) for the runs below SWEEP_DIR(s)."
+        "(IQM with percentile-bootstrap CIs) for the runs below SWEEP_DIR(s)."
     )
     p.add_argument("--metric", default="return/mean", help="metrics.jsonl key to plot and score (default: return/mean)")
     p.add_argument("--final-window", type=int, default=10, help="updates averaged for a run's final score (default: 10)")
@@ -119,7 +119,7 @@ def write_table(records: list[dict[str, Any]], args: argparse.Namespace, skipped
     text = (
         "# Final performance\n\n"
         f"Final score of a run: the mean of `{args.metric}` over its last {args.final_window} updates. "
-        f"IQM: interquartile mean over seeds, with a {pct} stratified percentile-bootstrap CI "
+        f"IQM: interquartile mean over seeds, with a {pct} percentile-bootstrap CI over seeds "
         f"({args.resamples} resamples, seed {args.seed}); mean ± std over seeds (ddof = 1). Runs are pooled "
         "only when their configs are equal but for the seed.\n\n"
         + markdown_table(["task", "variant", "seeds", f"IQM [{pct} CI]", "mean ± std", "per-seed final scores", "env steps"], rows)
