@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONF_DIR
+from helpers import CONF_DIR
 from hydra.errors import ConfigCompositionException
 
 from trpo_lab.config import validate

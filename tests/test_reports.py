@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
-from synthetic_runs import return_rows, write_run
+from helpers import return_rows, write_run
 
 from trpo_lab.reports import curves, step_behavior
 from trpo_lab.runs import group_runs, load_runs

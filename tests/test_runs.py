@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import yaml
-from synthetic_runs import config_for, return_rows, write_run
+from helpers import config_for, return_rows, write_run
 
 from trpo_lab.runs import group_runs, labels_by_path, load_complete_runs, load_runs, pooling_warnings, read_run
 

@@ -10,7 +10,7 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
-from synthetic_runs import config_for, return_rows, write_run
+from helpers import config_for, return_rows, write_run
 
 from trpo_lab.sweep import SweepSummary, write_sweep_summary
 
