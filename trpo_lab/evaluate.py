@@ -54,22 +54,6 @@ def evaluate_policy(
     return returns.tolist()
 
 
-def _sample_with_noise(policy: Policy, params: tuple[torch.Tensor, ...], rng: np.random.Generator) -> torch.Tensor:
-    """a ~ π(·|s) driven by ``rng`` alone: the Gaussian's μ + σ·ε, ε ~ N(0, I); the Categorical's inverse CDF at u ~ U[0, 1).
-
-    One draw per env per step whatever the policy, so two policies run on the same ``rng`` seed see the
-    same noise at the same (env, step).
-    """
-    if policy.discrete:
-        probs = torch.softmax(params[0], -1)
-        cdf = torch.cumsum(probs, -1)
-        u = torch.from_numpy(rng.random((probs.shape[0], 1))).to(cdf.dtype) * cdf[:, -1:]
-        return torch.clamp((cdf <= u).sum(-1), max=probs.shape[-1] - 1)
-    mean, log_std = params[0], params[1]
-    eps = torch.from_numpy(rng.standard_normal(mean.shape).astype(np.float32))
-    return mean + torch.exp(log_std) * eps
-
-
 def evaluate_stochastic(
     policy: Policy,
     envs: gym.vector.VectorEnv,
@@ -79,7 +63,9 @@ def evaluate_stochastic(
 ) -> list[float]:
     """Returns of one episode per sub-env with actions sampled as in training (clipped to the box), from
     ``reset(seed)`` and the action noise of ``numpy.random.default_rng(noise_seed)``."""
-    rng = np.random.default_rng(noise_seed)
+    # one noise draw per env per step whatever the policy, so two policies run on the same ``noise_seed``
+    # see the same noise at the same (env, step)
+    sample = policy.numpy_sampler(np.random.default_rng(noise_seed))
     raw, _ = envs.reset(seed=seed)
     returns = np.zeros(envs.num_envs)
     active = np.ones(envs.num_envs, bool)
@@ -87,7 +73,7 @@ def evaluate_stochastic(
     while active.any():
         obs = obs_normalizer.normalize(raw) if obs_normalizer is not None else np.asarray(raw, np.float32)
         with torch.inference_mode():
-            a = _sample_with_noise(policy, policy.dist_params(torch.from_numpy(obs)), rng).numpy()
+            a = sample(policy.dist_params(torch.from_numpy(obs))[0].numpy())
         a = a if policy.discrete else np.clip(a, space.low, space.high)
         raw, r, term, trunc, _ = envs.step(a)
         returns += r * active
