@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 from scipy.stats import bootstrap
 
 VARIANTS = ["npg_a0.1", "npg_a0.7", "trpo_no_ls", "trpo", "trpo_undamped"]
@@ -33,7 +34,7 @@ def load(run: Path) -> dict | None:
     delta = 0.01
     return {
         "variant": summary["meta"]["choices"]["experiment/step_variant"],
-        "seed": int(run.name) // len(VARIANTS),
+        "seed": int(yaml.safe_load((run / "config.yaml").read_text())["seed"]),
         "run": run.name,
         "env_steps": summary["env_steps"],
         "updates": summary["updates"],
@@ -72,7 +73,7 @@ def ci(values: list[float]) -> str:
 
 
 def main(sweep: Path, out: Path) -> None:
-    runs = [r for r in (load(p) for p in sorted(sweep.iterdir(), key=lambda p: p.name) if p.name.isdigit()) if r]
+    runs = [r for r in (load(p) for p in sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))) if r]
     out.mkdir(parents=True, exist_ok=True)
     cols = [k for k in runs[0] if not k.startswith("_")]
     with open(out / "runs.csv", "w", newline="") as f:
