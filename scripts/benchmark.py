@@ -39,7 +39,6 @@ import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +54,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 import trpo_lab.train  # noqa: E402
 from trpo_lab.envs import make_vec_env  # noqa: E402
+from trpo_lab.files import git_commit  # noqa: E402
 from trpo_lab.train import build_trainer  # noqa: E402
 
 BENCH_DEFAULTS = [
@@ -93,16 +93,6 @@ def versions() -> dict[str, str]:
 
     return {"torch": torch.__version__, "gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__,
             "numpy": numpy.__version__}
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return (out.stdout.strip() + ("+dirty" if dirty else "")) or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def settings(cfg: DictConfig) -> dict[str, Any]:
@@ -163,7 +153,7 @@ def whole_loop(cfg: DictConfig, keep: Path | None, levers: dict[str, str]) -> di
     trainer = build(cfg, run_dir, levers)
     build_s = time.perf_counter() - t_build
     try:
-        summary = trainer.train()
+        summary = trainer.run_updates()
     finally:
         trainer.collector.envs.close()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

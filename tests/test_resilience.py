@@ -146,7 +146,7 @@ def test_nan_advantages_are_skipped_and_repeated_ones_stop_the_run(compose, tmp_
                    "max_consecutive_skips=3"])
     trainer = build_trainer(cfg, tmp_path)
     with pytest.raises(TrainingDiverged, match="3 consecutive updates were skipped"):
-        trainer.train()
+        trainer.run_updates()
     rows = _rows(tmp_path)
     assert [r["step/skipped"] for r in rows] == [0, 0, 1, 1, 1]
     assert all("non-finite advantages" in r["step/skipped_reason"] for r in rows[2:])

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from trpo_lab.checkpoint import CheckpointError, load_checkpoint
 from trpo_lab.envs import ObservationNormalizer, make_vec_env
+from trpo_lab.files import write_atomic
 from trpo_lab.policies import Policy, make_policy
 
 
@@ -90,12 +91,14 @@ def record_video(policy: Policy, env_id: str, env_kwargs: dict, obs_normalizer, 
     fps = env.metadata.get("render_fps", 30)
     stride = max(1, round(fps / 25))  # GIF viewers handle ~25 frames/s; real-time playback
     images = [Image.fromarray(f) for f in frames[::stride]]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 * stride / fps), loop=0)
-    return path
+    duration = round(1000 * stride / fps)
+    return write_atomic(
+        path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+    )
 
 
 def _log_video_to_wandb(run_dir: Path, cfg: dict, run_id: str | None, video: Path) -> str:
-    from trpo_lab.logging import resolve_wandb_mode
+    from trpo_lab.sinks import resolve_wandb_mode
 
     mode = resolve_wandb_mode(cfg["logger"]["wandb"]["mode"])
     if mode == "disabled":

@@ -7,7 +7,6 @@ whose updates keep failing.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import resource
 import signal
@@ -19,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from trpo_lab.checkpoint import CHECKPOINT, save_atomic
+from trpo_lab.checkpoint import CHECKPOINT, write_checkpoint
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
 from trpo_lab.evaluate import evaluate_policy
-from trpo_lab.logging import ConsoleProgress, JsonlSink, WandbSink
+from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink
 from trpo_lab.metrics import MonotonicTracker, bound_terms
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy, ValueFunction
@@ -130,8 +129,9 @@ class Trainer:
     _stop_signal: int | None = None
 
     # -- the loop ------------------------------------------------------------------------------------
-    def train(self) -> dict[str, Any]:
-        assert self.sinks is not None, "attach sinks before training"
+    def run_updates(self) -> dict[str, Any]:
+        """Update until ``total_env_steps`` env steps have been collected; write the final checkpoint; return the summary."""
+        assert self.sinks is not None, "attach sinks before running updates"
         t_start = time.perf_counter()
         previous = self._install_signal_handlers()
         try:
@@ -293,27 +293,5 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoint.pt`` atomically (temp file, then rename)."""
-        return save_atomic(self.state_dict(), Path(self.run_dir) / CHECKPOINT)
+        return write_checkpoint(self.state_dict(), Path(self.run_dir) / CHECKPOINT)
 
-
-def truncate_metrics(path: Path, updates: int) -> int:
-    """Keep only the rows of ``metrics.jsonl`` with ``update`` ≤ ``updates`` (those the checkpoint covers).
-
-    Rows written after the checkpoint belong to updates whose state was lost; they are redone.
-    A torn last line (killed mid-write) is dropped too. Returns the number of rows kept.
-    """
-    path = Path(path)
-    if not path.exists():
-        return 0
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("update", math.inf) <= updates:
-            kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
-    return len(kept)

@@ -1,4 +1,5 @@
-"""Where metrics go: ``metrics.jsonl`` (always), console progress, and Weights & Biases.
+"""Where metrics go: ``metrics.jsonl`` (always), console progress, and Weights & Biases; and the
+run metadata (code version, library versions, Hydra choices) they record.
 
 W&B modes (``logger.wandb.mode``): ``online``, ``offline``, ``disabled``, or ``auto`` (default):
 online when an API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry for
@@ -14,6 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 from typing import Any
+
+from trpo_lab.files import git_commit
 
 STEP_KEY = "env_steps"
 
@@ -133,6 +136,29 @@ class WandbSink:
                 self.run.finish()
             finally:
                 self.run = None
+
+
+def run_metadata() -> dict[str, Any]:
+    """Run name, group and job type from Hydra's recorded choices (never a hand-written name)."""
+    import gymnasium
+    import mujoco
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+
+    meta: dict[str, Any] = {
+        "git_commit": git_commit(),
+        "versions": {"torch": torch.__version__, "gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__},
+    }
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        choices = hc.runtime.choices
+        multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+        meta["multirun"] = multirun
+        meta["job_type"] = choices.get("algo")
+        meta["name"] = hc.job.override_dirname or f"{choices.get('algo')}-{choices.get('env')}"
+        meta["group"] = choices.get("experiment") or (Path(hc.sweep.dir).name if multirun else None)
+        meta["choices"] = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
+    return meta
 
 
 class ConsoleProgress:
