@@ -6,8 +6,8 @@ config checks in :mod:`trpo_lab.config`. See the README for the config keys.
 """
 from __future__ import annotations
 
-import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -16,29 +16,24 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from trpo_lab.checkpoint import CheckpointError
-from trpo_lab.config import ConfigError, validate
 from trpo_lab.critic import CriticFitter
-from trpo_lab.envs import ObservationNormalizer, RewardScaler, UnknownEnvError, check_env_id, make_vec_env
+from trpo_lab.envs import ObservationNormalizer, RewardScaler, make_vec_env
 from trpo_lab.resume import (
-    ERROR, METRICS, checkpoint_to_resume, finished_summary, resolve_resume_path, retire_stale_error,
-    truncate_metrics, write_config, write_summary,
+    ERROR, INPUT_ERRORS, METRICS, check_run, checkpoint_to_resume, claim_folder, discard_run, fail,
+    finished_summary, read_saved_config, resolve_resume_path, retire_stale_error, truncate_metrics, write_summary,
 )
 from trpo_lab.metrics import MonotonicTracker
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import ValueFunction, make_policy
 from trpo_lab.rollout import RolloutCollector
-from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink, run_metadata
+from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink, done_line, progress_file_logger, run_metadata
 from trpo_lab.trainer import Evaluation, Sinks, Trainer, TrainingDiverged, TrainingInterrupted
 
 log = logging.getLogger(__name__)
-
-#: errors that mean "the input is wrong": one line on stderr, exit code 2, nothing started
-INPUT_ERRORS = (ConfigError, UnknownEnvError, CheckpointError, InstantiationException, ValueError)
-
 
 def build_update(algo: DictConfig) -> NaturalGradientUpdate:
     """The policy update from the ``algo`` group: its four pieces are instantiated from their sub-groups."""
@@ -55,15 +50,14 @@ def build_update(algo: DictConfig) -> NaturalGradientUpdate:
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | None = None) -> Trainer:
-    """Validate ``cfg`` and build the trainer.
+    """Check ``cfg`` and ``run_dir`` (:func:`~trpo_lab.resume.check_run`) and build the trainer.
 
-    Every check that can fail (config values, env id, action space, checkpoint) runs before any
-    W&B run is made or any metric is written.
+    Every check that can fail (config values, env, run folder, checkpoint) runs before the run
+    folder is claimed, any W&B run is made or any metric is written.
     """
-    validate(cfg)
-    check_env_id(cfg.env.id)
-    update = build_update(cfg.algo)
     run_dir = Path(run_dir)
+    check_run(cfg, run_dir)
+    update = build_update(cfg.algo)
     state = checkpoint_to_resume(cfg, run_dir)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -105,10 +99,13 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
         evaluation=evaluation, monotonic=MonotonicTracker(cfg.collapse_share),
     )
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.resume == "overwrite":
+        discard_run(run_dir)
+    claim_folder(cfg, run_dir, fresh=state is None and read_saved_config(run_dir) is None)
     if state is not None:
         trainer.load_state_dict(state)
         truncate_metrics(run_dir / METRICS, trainer.updates)
-    write_config(cfg, run_dir)
+        log.info("resuming at update %d, env step %d of %d", trainer.updates, trainer.env_steps, cfg.total_env_steps)
     wandb_run_id = (state or {}).get("wandb_run_id")
     trainer.sinks = build_sinks(cfg, run_dir, dict(run_meta or {}), wandb_run_id, start=trainer.env_steps)
     return trainer
@@ -123,14 +120,16 @@ def build_sinks(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], wandb_run_
             run_dir, {**OmegaConf.to_container(cfg, resolve=True), "meta": meta}, mode=lg.wandb.mode,
             project=lg.wandb.project, entity=lg.wandb.entity, group=lg.wandb.group or meta.get("group"),
             job_type=meta.get("job_type"), name=meta.get("name"), tags=list(lg.wandb.tags),
-            init_timeout=lg.wandb.init_timeout, run_id=wandb_run_id,
+            init_timeout=lg.wandb.init_timeout, run_id=wandb_run_id, silent=lg.wandb.silent,
         )
     console = lg.console
     if console == "auto" and meta.get("multirun"):
         console = "lines"
     return Sinks(
         jsonl=JsonlSink(run_dir / METRICS),
-        console=ConsoleProgress(cfg.total_env_steps, console, lg.console_every, start=start),
+        console=ConsoleProgress(
+            cfg.total_env_steps, console, lg.console_every, start=start, file_logger=progress_file_logger()
+        ),
         wandb=wandb_sink,
     )
 
@@ -152,13 +151,21 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
+_job_started = False  # set once Hydra calls the task function: later errors are not composition errors
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    multirun = HydraConfig.get().mode.name == "MULTIRUN"
+def run_job(cfg: DictConfig) -> float | None:
+    """Hydra's task function: one training job in Hydra's run folder (or the one ``resume=PATH`` names)."""
+    global _job_started
+    _job_started = True
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode.name == "MULTIRUN"
     retire_stale_error(run_dir)
     try:
-        cfg, run_dir = resolve_resume_path(cfg, run_dir, list(HydraConfig.get().overrides.task))
+        cfg, run_dir = resolve_resume_path(cfg, run_dir, list(hc.overrides.task))
+        log.info("run folder: %s", run_dir)
         summary = run(cfg, run_dir)
     except TrainingInterrupted as e:
         print(f"{e}. Continue with: python -m trpo_lab.train resume={run_dir}", file=sys.stderr)
@@ -168,12 +175,37 @@ def main(cfg: DictConfig) -> float | None:
             (run_dir / ERROR).write_text(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
             log.error("job failed (%s: %s); see %s", type(e).__name__, e, run_dir / ERROR)
             return None
-        if isinstance(e, (*INPUT_ERRORS, TrainingDiverged)):
+        if isinstance(e, TrainingDiverged):
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(1 if isinstance(e, TrainingDiverged) else 2)
+            sys.exit(1)
+        if isinstance(e, (*INPUT_ERRORS, InstantiationException)):
+            fail(str(e))
         raise
-    log.info("done: %s", json.dumps({k: summary.get(k) for k in ("env_steps", "final_return", "wall_s")}))
+    log.info("%s", done_line(summary))
     return summary.get("final_return")
+
+
+def main() -> None:
+    """``python -m trpo_lab.train``: Hydra's errors before any job starts (an unknown preset, a bad
+    override) become one line and exit code 2, like every other rejected input."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us instead of Hydra's report
+    try:
+        run_job()
+    except (HydraException, OmegaConfBaseException) as e:
+        if _job_started:
+            raise
+        fail(hydra_error_line(e))
+
+
+def hydra_error_line(e: BaseException) -> str:
+    """Hydra's multi-line composition error in one line (the options it lists joined with commas)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    head = lines[0] if lines else type(e).__name__
+    if any("Available options" in ln for ln in lines):
+        end = next((i for i, ln in enumerate(lines) if "search path" in ln.lower()), len(lines))
+        options = [ln for ln in lines[1:end] if not ln.endswith(":")]
+        return f"{head} (available: {', '.join(options)})"
+    return head
 
 
 if __name__ == "__main__":

@@ -123,6 +123,7 @@ class Trainer:
     env_steps: int = 0
     updates: int = 0
     last_return: float | None = None
+    last_eval: dict[str, float] | None = None
     consecutive_skips: int = 0
     totals: dict[str, float] = field(default_factory=lambda: {"violated": 0.0, "accepted": 0.0, "skipped": 0.0})
     time_split: dict[str, float] = field(default_factory=lambda: {"rollout": 0.0, "update": 0.0, "critic": 0.0, "eval": 0.0})
@@ -205,6 +206,8 @@ class Trainer:
         if ev.envs is not None and ev.every and (self.updates % ev.every == 0 or last):
             r = evaluate_policy(self.policy, ev.envs, ev.seed, self.obs_normalizer)
             out.update({"eval/return_mean": float(np.mean(r)), "eval/return_std": float(np.std(r))})
+            self.last_eval = {"return_mean": out["eval/return_mean"], "return_std": out["eval/return_std"],
+                              "episodes": len(r), "update": self.updates}
         if old_policy is not None:
             seed = ev.seed + 1 + self.updates * ev.paired_envs.num_envs
             r_old = evaluate_policy(old_policy, ev.paired_envs, seed, self.obs_normalizer)
@@ -243,6 +246,7 @@ class Trainer:
             "env_steps": self.env_steps,
             "updates": self.updates,
             "final_return": self.last_return,
+            "final_eval": self.last_eval,
             "best_return": m.best if m.best > -math.inf else None,
             "improved_fraction": m.improved / m.updates if m.updates else None,
             "collapses": m.collapses,
@@ -268,6 +272,7 @@ class Trainer:
             "env_steps": self.env_steps,
             "updates": self.updates,
             "last_return": self.last_return,
+            "last_eval": self.last_eval,
             "totals": dict(self.totals),
             "time_split": dict(self.time_split),
             "torch_rng": torch.get_rng_state(),
@@ -285,6 +290,7 @@ class Trainer:
         self.monotonic.load_state_dict(state["monotonic"])
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
         self.last_return = state.get("last_return")
+        self.last_eval = state.get("last_eval")
         self.totals.update(state.get("totals", {}))
         self.time_split.update(state.get("time_split", {}))
         if "torch_rng" in state:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from trpo_lab.config import check_args
+
 
 class InvalidStepError(ArithmeticError):
     """The step cannot be formed (e.g. xᵀFx ≤ 0 or non-finite); the update is skipped."""
@@ -22,8 +24,7 @@ class FixedStep:
     """
 
     def __init__(self, step_size: float = 0.1) -> None:
-        if not step_size > 0:
-            raise ValueError(f"algo.step_rule.step_size={step_size} must be > 0")
+        check_args("algo.step_rule", FixedStep, step_size=step_size)
         self.step_size = float(step_size)
 
     def __call__(self, xFx: float) -> float:
@@ -40,8 +41,7 @@ class KLScaledStep:
     """
 
     def __init__(self, max_kl: float = 0.01) -> None:
-        if not max_kl > 0:
-            raise ValueError(f"algo.max_kl={max_kl} must be > 0")
+        check_args("algo.step_rule", KLScaledStep, max_kl=max_kl)
         self.max_kl = float(max_kl)
 
     def __call__(self, xFx: float) -> float:
