@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler, make_vec_env
 from trpo_lab.resume import (
-    ERROR, INPUT_ERRORS, METRICS, check_run, checkpoint_to_resume, claim_folder, discard_run, fail,
+    ERROR, INPUT_ERRORS, METRICS, check_folder_binding, check_run, checkpoint_to_resume, claim_folder, discard_run, fail,
     finished_summary, read_saved_config, resolve_resume_path, retire_stale_error, truncate_metrics, write_summary,
 )
 from trpo_lab.metrics import MonotonicTracker
@@ -135,7 +135,11 @@ def build_sinks(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], wandb_run_
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train with ``cfg``, writing into ``run_dir``; returns (and writes) ``summary.json``."""
+    """Train with ``cfg``, writing into ``run_dir``; returns (and writes) ``summary.json``.
+
+    A finished run of the same config in ``run_dir`` is not run again (its summary is returned)."""
+    run_dir = Path(run_dir)
+    check_folder_binding(cfg, run_dir)
     done = finished_summary(cfg, run_dir)
     if done is not None:
         log.info("%s is already complete (%d env steps): nothing to do", run_dir, done["env_steps"])
