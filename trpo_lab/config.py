@@ -378,9 +378,12 @@ def check_env(env_id: str, kwargs: dict[str, Any]) -> None:
     dependency (Box2D, MuJoCo), or a MuJoCo renderer (``MUJOCO_GL``) that cannot load."""
     import gymnasium as gym
 
-    from trpo_lab.envs import check_env_id
+    from trpo_lab.envs import UnknownEnvError, check_env_id
 
-    check_env_id(env_id)
+    try:
+        check_env_id(env_id)
+    except UnknownEnvError as e:
+        raise ConfigError(str(e)) from None
     gl = os.environ.get("MUJOCO_GL")
     try:
         gym.make(env_id, **kwargs).close()
