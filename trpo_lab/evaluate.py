@@ -26,7 +26,9 @@ import torch
 from omegaconf import OmegaConf
 
 from trpo_lab.checkpoint import CheckpointError, load_checkpoint
-from trpo_lab.config import ConfigError, EvaluateArgs, check_env, check_values, renderer_message
+from trpo_lab.config import (
+    ConfigError, EvaluateArgs, check_env, check_values, check_writable_folder, renderer_message,
+)
 from trpo_lab.envs import ObservationNormalizer, make_vec_env
 from trpo_lab.files import write_atomic
 from trpo_lab.policies import Policy, make_policy
@@ -108,8 +110,10 @@ def record_video(policy: Policy, env_id: str, env_kwargs: dict, obs_normalizer, 
     from PIL import Image
     from tqdm import tqdm
 
-    if not os.access(path.parent, os.W_OK):
-        raise VideoError(f"{path.parent} is not writable, so {path.name} cannot be written there")
+    try:  # before minutes of rendering
+        check_writable_folder("video folder", path.parent)
+    except ConfigError as e:
+        raise VideoError(str(e)) from None
     env = _make_render_env(env_id, env_kwargs)
     gl = os.environ.get("MUJOCO_GL", "unset")
     steps = env.spec.max_episode_steps if env.spec is not None else None
