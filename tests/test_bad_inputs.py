@@ -96,7 +96,7 @@ def test_integers_may_be_written_in_float_notation(compose, tmp_path):
 def finished_run(tmp_path_factory, request):
     from hydra import compose, initialize_config_dir
 
-    from conftest import CONF_DIR
+    from helpers import CONF_DIR
 
     d = tmp_path_factory.mktemp("finished")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

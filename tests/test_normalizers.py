@@ -10,7 +10,7 @@ from trpo_lab.envs import InProcessVectorEnv, ObservationNormalizer, RewardScale
 from trpo_lab.policies import ValueFunction, make_policy
 from trpo_lab.rollout import RolloutCollector
 
-from conftest import CountingEnv
+from helpers import CountingEnv
 
 T, N, TERM_AT, GAMMA = 8, 2, 3, 0.9
 
