@@ -200,7 +200,7 @@ def test_a_failing_job_does_not_lose_the_others_is_summarised_and_fails_the_swee
     assert (summary["jobs_total"], summary["ok"], summary["failed"], summary["incomplete"]) == (2, 1, 1, 0)
     by_status = {j["status"]: j for j in summary["jobs"]}
     assert by_status["ok"]["final_return"] == good_summary["final_return"]
-    assert sorted(by_status["ok"]["overrides"]) == sorted(["+env.kwargs.g=10.0", *FAILS_AT_RUNTIME])
+    assert sorted(by_status["ok"]["overrides"]) == sorted(["env.kwargs.g=10.0", *FAILS_AT_RUNTIME])
     assert RUNTIME_ERROR in by_status["failed"]["error"] and by_status["failed"]["final_return"] is None
     assert RUNTIME_ERROR in (sweep / "sweep_summary.md").read_text()
 
