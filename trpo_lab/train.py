@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from trpo_lab import CONFIG_DIR
 from trpo_lab.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
 from trpo_lab.config import ConfigError, validate
 from trpo_lab.critic import CriticFitter
@@ -235,7 +236,7 @@ def resolve_resume_path(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, Pat
     return merged, target
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
@@ -262,4 +263,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the module's own function, not this __main__ copy: a launcher pickles the task function, and
+    # cloudpickle pickles functions of __main__ by value, so a requeued Slurm job would run train.py as it
+    # was at submission. trpo_lab.train.main is pickled by reference and imported afresh by the job.
+    from trpo_lab.train import main as _main
+
+    _main()
