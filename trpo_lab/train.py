@@ -236,8 +236,8 @@ def resolve_resume_path(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, Pat
     return merged, target
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def task(cfg: DictConfig) -> float | None:
+    """Hydra's task function: one run, or one job of a sweep. Returns the final return (for sweepers)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
     stale = run_dir / "error.txt"
@@ -262,10 +262,15 @@ def main(cfg: DictConfig) -> float | None:
     return summary.get("final_return")
 
 
+#: the entry point (``python -m trpo_lab.train``, ``trpo-train``). Hydra hands ``task`` itself to the launcher,
+#: which pickles it; undecorated under its own name, it is pickled by reference, so a requeued Slurm job
+#: imports the code installed when it restarts instead of replaying the code as it was at submission.
+main = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(task)
+
+
 if __name__ == "__main__":
-    # Run the module's own function, not this __main__ copy: a launcher pickles the task function, and
-    # cloudpickle pickles functions of __main__ by value, so a requeued Slurm job would run train.py as it
-    # was at submission. trpo_lab.train.main is pickled by reference and imported afresh by the job.
+    # Run the module's own entry point, not this __main__ copy: cloudpickle pickles the functions of __main__
+    # by value, so the launcher would ship this file's code as it is now to every (requeued) job.
     from trpo_lab.train import main as _main
 
     _main()
