@@ -8,7 +8,7 @@ from trpo_lab.natural.line_search import BacktrackingLineSearch, NoLineSearch
 from trpo_lab.natural.step_rules import FixedStep, KLScaledStep
 from trpo_lab.train import build_update
 
-from conftest import CONF_DIR
+from helpers import CONF_DIR
 
 CONF = Path(CONF_DIR)
 

@@ -16,7 +16,7 @@ from trpo_lab.train import run
 def pendulum_run(tmp_path_factory):
     from hydra import compose, initialize_config_dir
 
-    from conftest import CONF_DIR
+    from helpers import CONF_DIR
 
     d = tmp_path_factory.mktemp("run")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -1,14 +1,13 @@
 """Every optimised path against an independent, straightforward computation of the same numbers.
 
-* Fisher-vector products (JᵀMJ, by hand and by torch.func) against the dense KL Hessian from
-  ``torch.autograd.functional.hessian``, and against double backprop on a full-size network;
 * the natural-gradient step with JᵀMJ against a dense solve;
 * the fused critic fit against ``loss.backward()`` + ``torch.optim.Adam``;
 * the numpy actor against the torch policy's distribution;
 * the in-process vector env against gymnasium's ``SyncVectorEnv``;
 * the vectorised episode statistics and the numpy GAE recursion against per-step loops.
 
-No timing is asserted here; speed is measured by scripts/benchmark.py.
+The Fisher-vector products (JᵀMJ against the dense KL Hessian and double backprop) are in
+tests/test_fisher.py. No timing is asserted here; speed is measured by scripts/benchmark.py.
 """
 from __future__ import annotations
 
@@ -22,150 +21,19 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import TimeLimit
 from torch import nn
-from torch.func import functional_call
 from torch.nn.utils import parameters_to_vector
 
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import InProcessVectorEnv, ObservationNormalizer, RewardScaler
 from trpo_lab.natural.cg import ConjugateGradient
-from trpo_lab.natural.fisher import AnalyticFisher, _FuncLinearization, _MLPPolicyLinearization, linearize_policy
+from trpo_lab.natural.fisher import AnalyticFisher
 from trpo_lab.natural.line_search import NoLineSearch
 from trpo_lab.natural.step_rules import KLScaledStep
 from trpo_lab.natural.update import NaturalGradientUpdate
-from trpo_lab.policies import CategoricalPolicy, GaussianPolicy, ValueFunction
+from trpo_lab.policies import GaussianPolicy, ValueFunction
 from trpo_lab.rollout import NumpyActor, RolloutCollector, compute_gae
 
-from conftest import CountingEnv
-from test_gae import LinearValue
-
-
-# -- helpers -----------------------------------------------------------------------------------------
-
-
-def _perturbed(pol: nn.Module, scale: float = 0.3, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in pol.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
-    return pol
-
-
-def _unflatten(pol: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-    out, i = {}, 0
-    for name, p in pol.named_parameters():
-        out[name] = flat[i : i + p.numel()].reshape(p.shape)
-        i += p.numel()
-    return out
-
-
-def dense_kl_hessian(pol: nn.Module, obs: torch.Tensor) -> torch.Tensor:
-    """∇²_θ mean KL(π_θold ‖ π_θ) at θ_old in float64, by ``torch.autograd.functional.hessian``."""
-    pol64 = copy.deepcopy(pol).double()
-    obs64 = obs.double()
-    theta0 = parameters_to_vector(pol64.parameters()).detach()
-    with torch.no_grad():
-        old = pol64.dist_params(obs64)
-
-    def kl_of(theta: torch.Tensor) -> torch.Tensor:
-        return pol64.kl(old, functional_call(pol64, _unflatten(pol64, theta), (obs64,))).mean()
-
-    return torch.autograd.functional.hessian(kl_of, theta0)
-
-
-class StateStdGaussian(nn.Module):
-    """A policy outside trpo_lab.policies: N(μ(s), diag σ(s)²) with a state-dependent σ and a LayerNorm."""
-
-    discrete = False
-
-    def __init__(self, obs_dim: int, act_dim: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(obs_dim, 8), nn.LayerNorm(8), nn.Tanh())
-        self.mu = nn.Linear(8, act_dim)
-        self.ls = nn.Linear(8, act_dim)
-
-    def dist_params(self, obs):
-        h = self.body(obs)
-        return self.mu(h), self.ls(h)
-
-    forward = dist_params
-
-    def kl(self, p, q):
-        (mp, lp), (mq, lq) = p, q
-        return (lq - lp + 0.5 * (torch.exp(2 * (lp - lq)) + ((mp - mq) * torch.exp(-lq)) ** 2) - 0.5).sum(-1)
-
-
-def _policy(kind: str, activation: str = "tanh", hidden=(5, 4)):
-    torch.manual_seed(0)
-    if kind == "gaussian":
-        return _perturbed(GaussianPolicy(3, 2, hidden_sizes=hidden, activation=activation, log_std_init=-0.3))
-    if kind == "categorical":
-        return _perturbed(CategoricalPolicy(3, 4, hidden_sizes=hidden, activation=activation))
-    return _perturbed(StateStdGaussian(3, 2))
-
-
-# -- Fisher-vector products ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "kind, activation",
-    [(k, a) for k in ("gaussian", "categorical") for a in ("tanh", "relu", "elu")] + [("custom", "tanh")],
-)
-def test_jmj_fvp_matches_dense_kl_hessian(kind, activation):
-    """By hand for the MLP policies; by torch.func (J) and the KL's own Hessian (M) for any other policy."""
-    pol = _policy(kind, activation)
-    obs = torch.randn(12, 3, generator=torch.Generator().manual_seed(1))
-    lin = linearize_policy(pol, obs)
-    assert isinstance(lin, _FuncLinearization if kind == "custom" else _MLPPolicyLinearization)
-    F = dense_kl_hessian(pol, obs)
-    fvp = AnalyticFisher(method="jmj").build(pol, obs, None)
-    for s in range(3):
-        v = torch.randn(F.shape[0], generator=torch.Generator().manual_seed(s))
-        expected = (F @ v.double()).float()
-        torch.testing.assert_close(fvp(v), expected, rtol=1e-4, atol=1e-5)
-
-
-def test_jmj_subsample_is_the_dense_fisher_of_the_drawn_states():
-    pol = _policy("gaussian")
-    obs = torch.randn(40, 3)
-    torch.manual_seed(5)
-    fvp = AnalyticFisher(subsample=0.25, method="jmj").build(pol, obs, None)
-    torch.manual_seed(5)
-    idx = torch.randperm(40)[:10]
-    v = torch.randn(sum(p.numel() for p in pol.parameters()))
-    torch.testing.assert_close(fvp(v), (dense_kl_hessian(pol, obs[idx]) @ v.double()).float(), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
-def test_jmj_equals_double_backprop_on_a_full_size_batch(kind):
-    """The training-size case (64×64 MLP, 2048 states), where a dense Hessian is too big to form."""
-    torch.manual_seed(0)
-    pol = (GaussianPolicy(11, 3) if kind == "gaussian" else CategoricalPolicy(11, 5))
-    _perturbed(pol, 0.05)
-    obs = torch.randn(2048, 11)
-    jmj = AnalyticFisher(method="jmj").build(pol, obs, None)
-    ref = AnalyticFisher(method="double_backprop").build(pol, obs, None)
-    for s in range(3):
-        v = torch.randn(sum(p.numel() for p in pol.parameters()), generator=torch.Generator().manual_seed(s))
-        a, b = jmj(v), ref(v)
-        assert float((a - b).norm() / b.norm()) < 1e-5
-
-
-def test_fvp_is_unaffected_by_later_parameter_changes():
-    """The line search overwrites θ after the Fisher is built; F must stay the Fisher at θ_old."""
-    pol = _policy("gaussian")
-    obs = torch.randn(12, 3)
-    F = dense_kl_hessian(pol, obs)
-    fvp = AnalyticFisher(method="jmj").build(pol, obs, None)
-    with torch.no_grad():
-        for p in pol.parameters():
-            p.mul_(1.7)
-    v = torch.randn(F.shape[0])
-    torch.testing.assert_close(fvp(v), (F @ v.double()).float(), rtol=1e-4, atol=1e-5)
-
-
-def test_bad_fisher_method_is_rejected():
-    with pytest.raises(ValueError, match="algo.fisher.method"):
-        AnalyticFisher(method="magic")
+from helpers import CountingEnv, LinearValue, StateStdGaussian, dense_kl_hessian, small_policy
 
 
 # -- the composed update ---------------------------------------------------------------------------------
@@ -264,16 +132,16 @@ def test_critic_that_is_not_a_plain_mlp_falls_back_to_autograd():
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
 def test_numpy_actor_mean_is_the_policy_mean(activation):
-    pol = _policy("gaussian", activation, hidden=(64, 64))
+    pol = small_policy("gaussian", activation, hidden=(64, 64))
     obs = torch.randn(16, 3)
     actor = NumpyActor.from_policy(pol)
     with torch.no_grad():
         mean = pol.dist_params(obs)[0]
-    np.testing.assert_allclose(actor.mean_or_logits(obs.numpy()), mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(actor.net(obs.numpy()), mean.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_numpy_actor_samples_the_gaussian():
-    pol = _policy("gaussian", hidden=(16,))
+    pol = small_policy("gaussian", hidden=(16,))
     obs = torch.randn(2, 3)
     torch.manual_seed(0)
     actor = NumpyActor.from_policy(pol)
@@ -287,7 +155,7 @@ def test_numpy_actor_samples_the_gaussian():
 
 
 def test_numpy_actor_samples_the_categorical():
-    pol = _policy("categorical", hidden=(16,))
+    pol = small_policy("categorical", hidden=(16,))
     obs = torch.randn(2, 3)
     torch.manual_seed(0)
     actor = NumpyActor.from_policy(pol)
@@ -302,7 +170,7 @@ def test_numpy_actor_samples_the_categorical():
 
 
 def test_numpy_actor_is_reproducible_from_the_torch_seed():
-    pol = _policy("gaussian", hidden=(8,))
+    pol = small_policy("gaussian", hidden=(8,))
     obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
     torch.manual_seed(3)
     a = NumpyActor.from_policy(pol)(obs)
@@ -435,6 +303,7 @@ def test_gae_matches_torch_recursion_on_random_blocks():
 # -- the benchmark script --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--update-only", "--repeats", "1", "--warmup", "1", "--threads", "1"]])
 def test_benchmark_script_prints_one_json_object_last(extra):
     import json

@@ -1,45 +1,31 @@
-"""Fisher-vector products against dense Fisher matrices built independently."""
+"""Fisher-vector products (both estimators, both analytic methods) against dense Fisher matrices built independently.
+
+* the analytic Fisher, JᵀMJ (J by hand for the MLP policies, by torch.func for any other) and double
+  backprop, against the dense KL Hessian from ``torch.autograd.functional.hessian`` (float64), and
+  against each other on a full-size network where no dense matrix fits;
+* the empirical Fisher against per-sample score outer products, and against the analytic one in expectation.
+"""
 import pytest
 import torch
-from torch.func import functional_call
-from torch.nn.utils import parameters_to_vector
 
-from trpo_lab.natural.fisher import AnalyticFisher, EmpiricalFisher
+from trpo_lab.natural.fisher import (
+    AnalyticFisher,
+    EmpiricalFisher,
+    _FuncLinearization,
+    _MLPPolicyLinearization,
+    linearize_policy,
+)
 from trpo_lab.policies import CategoricalPolicy, GaussianPolicy
 
+from helpers import dense_kl_hessian, perturbed, small_policy
 
-def _setup(kind, n=6, seed=0):
+
+def _obs_actions(pol, n=12, seed=1):
+    obs = torch.randn(n, 3, generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)
-    if kind == "gaussian":
-        pol = GaussianPolicy(3, 2, hidden_sizes=(5,), log_std_init=-0.3)
-    else:
-        pol = CategoricalPolicy(3, 4, hidden_sizes=(5,))
     with torch.no_grad():
-        for p in pol.parameters():  # a non-trivial operating point, away from the near-zero init
-            p.add_(0.3 * torch.randn_like(p))
-        obs = torch.randn(n, 3)
-        act = pol.sample(pol.dist_params(obs))
-    return pol, obs, act
-
-
-def _unflatten(pol, flat):
-    out, i = {}, 0
-    for name, p in pol.named_parameters():
-        out[name] = flat[i : i + p.numel()].reshape(p.shape)
-        i += p.numel()
-    return out
-
-
-def dense_kl_hessian(pol, obs):
-    """∇²_θ mean KL(π_θold ‖ π_θ) at θ_old, by torch.autograd.functional.hessian."""
-    theta0 = parameters_to_vector(pol.parameters()).detach()
-    with torch.no_grad():
-        old = pol.dist_params(obs)
-
-    def kl_of(theta):
-        return pol.kl(old, functional_call(pol, _unflatten(pol, theta), (obs,))).mean()
-
-    return torch.autograd.functional.hessian(kl_of, theta0)
+        act = pol.sample(pol.dist_params(obs)) if hasattr(pol, "sample") else None
+    return obs, act
 
 
 def dense_empirical_fisher(pol, obs, act):
@@ -52,25 +38,84 @@ def dense_empirical_fisher(pol, obs, act):
     return S.T @ S / obs.shape[0]
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
-@pytest.mark.parametrize(
-    "estimator, dense",
-    [(AnalyticFisher, lambda pol, obs, act: dense_kl_hessian(pol, obs)), (EmpiricalFisher, dense_empirical_fisher)],
-    ids=["analytic-vs-kl-hessian", "empirical-vs-score-outer-products"],
-)
-def test_fvp_matches_dense_fisher(kind, estimator, dense):
-    pol, obs, act = _setup(kind)
-    F = dense(pol, obs, act)
-    fvp = estimator().build(pol, obs, act)
+def _assert_products_match(fvp, F, rtol=1e-4, atol=1e-5):
     for s in range(3):
         v = torch.randn(F.shape[0], generator=torch.Generator().manual_seed(s))
-        torch.testing.assert_close(fvp(v), F @ v, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fvp(v), (F @ v.to(F.dtype)).float(), rtol=rtol, atol=atol)
+
+
+# -- the analytic Fisher -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["jmj", "double_backprop"])
+@pytest.mark.parametrize(
+    "kind, activation",
+    [(k, a) for k in ("gaussian", "categorical") for a in ("tanh", "relu", "elu")] + [("custom", "tanh")],
+)
+def test_analytic_fvp_matches_dense_kl_hessian(kind, activation, method):
+    """jmj: by hand for the MLP policies; by torch.func (J) and the KL's own Hessian (M) for any other policy."""
+    pol = small_policy(kind, activation)
+    obs, act = _obs_actions(pol)
+    lin = linearize_policy(pol, obs)
+    assert isinstance(lin, _FuncLinearization if kind == "custom" else _MLPPolicyLinearization)
+    _assert_products_match(AnalyticFisher(method=method).build(pol, obs, act), dense_kl_hessian(pol, obs))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_jmj_equals_double_backprop_on_a_full_size_batch(kind):
+    """The training-size case (64×64 MLP, 2048 states), where a dense Hessian is too big to form."""
+    torch.manual_seed(0)
+    pol = (GaussianPolicy(11, 3) if kind == "gaussian" else CategoricalPolicy(11, 5))
+    perturbed(pol, 0.05)
+    obs = torch.randn(2048, 11)
+    jmj = AnalyticFisher(method="jmj").build(pol, obs, None)
+    ref = AnalyticFisher(method="double_backprop").build(pol, obs, None)
+    for s in range(3):
+        v = torch.randn(sum(p.numel() for p in pol.parameters()), generator=torch.Generator().manual_seed(s))
+        a, b = jmj(v), ref(v)
+        assert float((a - b).norm() / b.norm()) < 1e-5
+
+
+@pytest.mark.parametrize("method", ["jmj", "double_backprop"])
+def test_subsample_is_the_dense_fisher_of_the_states_drawn_once_per_build(method):
+    pol = small_policy("gaussian")
+    obs = torch.randn(40, 3)
+    torch.manual_seed(5)
+    fvp = AnalyticFisher(subsample=0.25, method=method).build(pol, obs, None)
+    v = torch.randn(sum(p.numel() for p in pol.parameters()))
+    torch.testing.assert_close(fvp(v), fvp(v))  # same subset on every product
+    torch.manual_seed(5)  # recover the 10-state subset from the RNG
+    idx = torch.randperm(40)[:10]
+    torch.testing.assert_close(fvp(v), (dense_kl_hessian(pol, obs[idx]) @ v.double()).float(), rtol=1e-4, atol=1e-5)
+
+
+def test_fvp_is_unaffected_by_later_parameter_changes():
+    """The line search overwrites θ after the Fisher is built; F must stay the Fisher at θ_old."""
+    pol = small_policy("gaussian")
+    obs, _ = _obs_actions(pol)
+    F = dense_kl_hessian(pol, obs)
+    fvp = AnalyticFisher(method="jmj").build(pol, obs, None)
+    with torch.no_grad():
+        for p in pol.parameters():
+            p.mul_(1.7)
+    _assert_products_match(fvp, F)
+
+
+# -- the empirical Fisher --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_empirical_fvp_matches_score_outer_products(kind):
+    pol = small_policy(kind, hidden=(5,))
+    obs, act = _obs_actions(pol, n=6)
+    _assert_products_match(EmpiricalFisher().build(pol, obs, act), dense_empirical_fisher(pol, obs, act))
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
 def test_analytic_and_empirical_agree_in_expectation(kind):
     """E_a[s sᵀ] = KL Hessian: with many sampled actions per state the two estimates converge."""
-    pol, obs, _ = _setup(kind, n=3)
+    pol = small_policy(kind, hidden=(5,))
+    obs, _ = _obs_actions(pol, n=3)
     reps = 20000
     obs_rep = obs.repeat(reps, 1)
     with torch.no_grad():
@@ -81,19 +126,16 @@ def test_analytic_and_empirical_agree_in_expectation(kind):
     assert float((emp - exact).norm() / exact.norm()) < 0.05
 
 
-def test_subsample_is_fixed_within_one_build():
-    pol, obs, act = _setup("gaussian", n=40)
-    torch.manual_seed(5)
-    fvp = AnalyticFisher(subsample=0.25).build(pol, obs, act)
-    v = torch.randn(sum(p.numel() for p in pol.parameters()))
-    torch.testing.assert_close(fvp(v), fvp(v))  # same subset on every product
-    # it is the dense Fisher of *some* 10-state subset: recover the subset from the RNG
-    torch.manual_seed(5)
-    idx = torch.randperm(40)[:10]
-    torch.testing.assert_close(fvp(v), dense_kl_hessian(pol, obs[idx]) @ v, rtol=1e-4, atol=1e-5)
+# -- configuration errors --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("frac", [0.0, -0.1, 1.5])
-def test_bad_subsample_fraction_is_rejected(frac):
+@pytest.mark.parametrize("estimator", [AnalyticFisher, EmpiricalFisher])
+def test_bad_subsample_fraction_is_rejected(estimator, frac):
     with pytest.raises(ValueError, match="algo.fisher.subsample"):
-        AnalyticFisher(subsample=frac)
+        estimator(subsample=frac)
+
+
+def test_bad_fisher_method_is_rejected():
+    with pytest.raises(ValueError, match="algo.fisher.method"):
+        AnalyticFisher(method="magic")

@@ -9,7 +9,7 @@ from trpo_lab.envs import InProcessVectorEnv, ObservationNormalizer, RewardScale
 from trpo_lab.policies import GaussianPolicy
 from trpo_lab.rollout import RolloutCollector, compute_gae
 
-from conftest import CountingEnv
+from helpers import CountingEnv, LinearValue
 
 
 def test_gae_termination_by_hand():
@@ -40,13 +40,6 @@ def test_gae_lambda_one_is_discounted_return_minus_value():
     adv, ret = compute_gae(r, v, torch.tensor([5.0]), torch.zeros(3, 1, dtype=torch.bool), gamma=0.9, lam=1.0)
     expected_ret = torch.tensor([1 + 0.9 + 0.81 + 0.729 * 5, 1 + 0.9 + 0.81 * 5, 1 + 0.9 * 5])
     torch.testing.assert_close(ret.squeeze(1), expected_ret)
-
-
-class LinearValue(torch.nn.Module):
-    """V(s) = 10 + s: a known critic."""
-
-    def forward(self, obs):
-        return 10.0 + obs[..., 0]
 
 
 def reference_advantages(obs_seq, rew_seq, next_obs_seq, terminal_seq, end_seq, V, gamma, lam):

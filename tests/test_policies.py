@@ -1,4 +1,5 @@
-"""Analytic log-prob, entropy and KL against torch.distributions."""
+"""Analytic log-prob, entropy, KL and Fisher block against torch.distributions."""
+import pytest
 import torch
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
@@ -47,3 +48,40 @@ def test_sampling_moments_match_distribution():
     s = pol.sample(p)
     torch.testing.assert_close(s.mean(0), torch.tensor([1.0, -2.0]), atol=0.02, rtol=0)
     torch.testing.assert_close(s.std(0), torch.tensor([0.5, 2.0]), atol=0.02, rtol=0)
+
+
+def _dense_hessian_of_mean_kl(old, kl_of_params):
+    """∇²_d mean_i KL(π_old ‖ π_d) at d = d_old over the flattened distribution parameters, float64."""
+    shapes = [t.shape for t in old]
+    flat_old = torch.cat([t.reshape(-1) for t in old]).double()
+
+    def f(flat):
+        parts, i = [], 0
+        for s in shapes:
+            n = s.numel()
+            parts.append(flat[i : i + n].reshape(s))
+            i += n
+        return kl_of_params(tuple(parts)).mean()
+
+    return torch.autograd.functional.hessian(f, flat_old)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_fisher_block_is_the_hessian_of_the_mean_kl_of_torch_distributions(kind):
+    g = torch.Generator().manual_seed(3)
+    if kind == "gaussian":
+        pol = GaussianPolicy(3, 2)
+        old = (torch.randn(5, 2, generator=g), 0.5 * torch.randn(2, generator=g))
+        old64 = tuple(t.double() for t in old)
+        kl = lambda d: kl_divergence(_gauss(*old64), _gauss(*d))  # noqa: E731
+    else:
+        pol = CategoricalPolicy(3, 4)
+        old = (2 * torch.randn(5, 4, generator=g),)
+        kl = lambda d: kl_divergence(Categorical(logits=old[0].double()), Categorical(logits=d[0]))  # noqa: E731
+    M = _dense_hessian_of_mean_kl(old, kl)
+    block = pol.fisher_block(old)
+    for s in range(3):
+        u = tuple(torch.randn(t.shape, generator=torch.Generator().manual_seed(s)) for t in old)
+        Mu = torch.cat([t.reshape(-1) for t in block(u)])
+        expected = M @ torch.cat([t.reshape(-1) for t in u]).double()
+        torch.testing.assert_close(Mu, expected.float(), rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@ from trpo_lab.natural.step_rules import FixedStep, KLScaledStep
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import GaussianPolicy
 
-from test_fisher import dense_kl_hessian
+from helpers import dense_kl_hessian
 
 
 def _batch(seed=0, n=32):

@@ -9,7 +9,7 @@ Two implementations of the same steps (``CriticFitter(implementation=...)``):
 * ``fused`` (default, for the :class:`~trpo_lab.policies.ValueFunction` MLPs): the parameters, their
   gradient and Adam's moments live in flat buffers for the duration of ``fit``; each step is one
   forward pass, a hand-written backward pass (∂L/∂V = 2(V − R̂)/B, then the MLP's Jᵀ·u from
-  :class:`~trpo_lab.natural.fisher.MLPLinearization`) and Adam's update as five in-place ops on
+  :class:`~trpo_lab.nn.MLPLinearization`) and Adam's update as five in-place ops on
   the flat buffers. No autograd graph, no per-parameter optimizer loop: about 5× cheaper for a
   64×64 critic on minibatches of 128–256.
 * ``autograd``: ``loss.backward()`` and ``torch.optim.Adam.step()``.
@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 
 from trpo_lab.metrics import CriticStats
-from trpo_lab.natural.fisher import MLPLinearization, mlp_layers
+from trpo_lab.nn import MLPLinearization, mlp_layers
 from trpo_lab.policies import ValueFunction
 
 CRITIC_IMPLEMENTATIONS = ("fused", "autograd")

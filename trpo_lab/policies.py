@@ -3,7 +3,10 @@
 A policy maps a batch of observations to the *parameters* of its action distribution
 (``dist_params``) and knows the analytic formulas on those parameters: log-probability,
 entropy and KL divergence. The natural-gradient machinery only talks to this small
-interface, so the Gaussian and the Categorical policy share every line of the update.
+interface (:class:`Policy`), so the Gaussian and the Categorical policy share every line of the
+update. Each distribution's remaining closed forms live on its class too: the Fisher block M of
+F = JᵀMJ (:mod:`trpo_lab.natural.fisher`) and the numpy sampler of the per-step actor
+(:mod:`trpo_lab.rollout`); the network itself is :func:`trpo_lab.nn.mlp`.
 
 Distribution parameters are tuples of tensors:
 
@@ -14,49 +17,26 @@ Distribution parameters are tuples of tensors:
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
+from trpo_lab.nn import mlp
+
 DistParams = tuple[torch.Tensor, ...]
-
-_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
-
-
-def mlp(
-    in_dim: int,
-    hidden_sizes: Sequence[int],
-    out_dim: int,
-    activation: str = "tanh",
-    out_gain: float = 1.0,
-) -> nn.Sequential:
-    """A fully connected network with orthogonal initialisation.
-
-    Hidden layers use gain √2 and the output layer ``out_gain`` (0.01 for policy heads, so the
-    initial policy is close to uniform / zero-mean, as in most TRPO/PPO implementations).
-    """
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"policy activation={activation!r} is not one of {sorted(_ACTIVATIONS)}")
-    layers: list[nn.Module] = []
-    sizes = [in_dim, *hidden_sizes]
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        lin = nn.Linear(a, b)
-        nn.init.orthogonal_(lin.weight, math.sqrt(2.0))
-        nn.init.zeros_(lin.bias)
-        layers += [lin, _ACTIVATIONS[activation]()]
-    out = nn.Linear(sizes[-1], out_dim)
-    nn.init.orthogonal_(out.weight, out_gain)
-    nn.init.zeros_(out.bias)
-    layers.append(out)
-    return nn.Sequential(*layers)
 
 
 class Policy(Protocol):
-    """What the trust-region update needs from a policy."""
+    """What the trust-region update needs from a policy (an ``nn.Module`` with these methods)."""
 
     discrete: bool
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
 
     def dist_params(self, obs: torch.Tensor) -> DistParams: ...
 
@@ -70,8 +50,40 @@ class Policy(Protocol):
 
     def mode(self, params: DistParams) -> torch.Tensor: ...
 
+    def std_mean(self) -> float: ...
 
-class GaussianPolicy(nn.Module):
+
+FisherBlock = Callable[[DistParams], DistParams]
+NumpySampler = Callable[[np.ndarray], np.ndarray]
+
+
+class MLPPolicy(nn.Module):
+    r"""A policy whose distribution parameters are d(s) = (net(s), *state_independent): an MLP's output
+    followed by parameters that are distribution parameters themselves (the Gaussian's log σ).
+
+    Besides :class:`Policy`, each subclass gives the closed forms the fast paths use:
+
+    * :meth:`fisher_block`: u ↦ M·u, M = ∇²_d KL̄(π_old ‖ π_d) at d_old, the middle of F = JᵀMJ
+      (J is :class:`~trpo_lab.nn.MLPLinearization` for ``net``, the identity for the rest);
+    * :meth:`numpy_sampler`: the net's output ↦ a sampled action, in numpy (the per-step actor).
+    """
+
+    net: nn.Module
+    state_independent: tuple[nn.Parameter, ...] = ()
+
+    def forward(self, obs: torch.Tensor) -> DistParams:
+        return (self.net(obs), *self.state_independent)
+
+    dist_params = forward
+
+    def fisher_block(self, old: DistParams) -> FisherBlock:
+        raise NotImplementedError
+
+    def numpy_sampler(self, rng: np.random.Generator) -> NumpySampler:
+        raise NotImplementedError
+
+
+class GaussianPolicy(MLPPolicy):
     r"""Diagonal Gaussian policy π_θ(a|s) = N(μ_θ(s), diag(σ²)), σ = exp(log_std).
 
     ``log_std`` is a free parameter vector, independent of the state (as in the TRPO paper and
@@ -99,10 +111,13 @@ class GaussianPolicy(nn.Module):
         self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, activation, out_gain=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
-    def forward(self, obs: torch.Tensor) -> DistParams:
-        return self.mean_net(obs), self.log_std
+    @property
+    def net(self) -> nn.Module:
+        return self.mean_net
 
-    dist_params = forward
+    @property
+    def state_independent(self) -> tuple[nn.Parameter, ...]:
+        return (self.log_std,)
 
     def log_prob(self, params: DistParams, actions: torch.Tensor) -> torch.Tensor:
         """log N(a; μ, σ²) summed over action dimensions, shape ``(B,)``."""
@@ -124,9 +139,24 @@ class GaussianPolicy(nn.Module):
         diff = (mu_p - mu_q) * torch.exp(-ls_q)
         return (ls_q - ls_p + 0.5 * (var_ratio + diff * diff) - 0.5).sum(-1)
 
+    def fisher_block(self, old: DistParams) -> FisherBlock:
+        r"""M·(u_μ, u_σ) = (u_μ / (B σ²), 2 u_σ) for d = (μ (B×k), log σ (k, shared by all B states)).
+
+        Per state and dimension ∂²KL/∂μ² = σ⁻² and ∂²KL/∂(log σ)² = 2, with no cross term at d_old;
+        the 1/B of the batch mean cancels against the B states sharing log σ.
+        """
+        mean, log_std = old
+        inv_var_over_b = torch.exp(-2.0 * log_std) / mean.shape[0]
+        return lambda u: (u[0] * inv_var_over_b, 2.0 * u[1])
+
     def sample(self, params: DistParams) -> torch.Tensor:
         mean, log_std = params
         return mean + torch.exp(log_std) * torch.randn_like(mean)
+
+    def numpy_sampler(self, rng: np.random.Generator) -> NumpySampler:
+        """μ ↦ μ + σ ⊙ ε, ε ~ N(0, I) from ``rng``, with σ frozen now (float32)."""
+        std = self.log_std.detach().exp().numpy().astype(np.float32)
+        return lambda mean: mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
 
     def mode(self, params: DistParams) -> torch.Tensor:
         return params[0]
@@ -135,7 +165,7 @@ class GaussianPolicy(nn.Module):
         return float(self.log_std.detach().exp().mean())
 
 
-class CategoricalPolicy(nn.Module):
+class CategoricalPolicy(MLPPolicy):
     r"""Categorical policy π_θ(a|s) = softmax(logits_θ(s))_a for discrete action spaces.
 
     Args:
@@ -159,10 +189,9 @@ class CategoricalPolicy(nn.Module):
         super().__init__()
         self.logits_net = mlp(obs_dim, hidden_sizes, n_actions, activation, out_gain=0.01)
 
-    def forward(self, obs: torch.Tensor) -> DistParams:
-        return (self.logits_net(obs),)
-
-    dist_params = forward
+    @property
+    def net(self) -> nn.Module:
+        return self.logits_net
 
     def log_prob(self, params: DistParams, actions: torch.Tensor) -> torch.Tensor:
         logp = torch.log_softmax(params[0], -1)
@@ -179,8 +208,31 @@ class CategoricalPolicy(nn.Module):
         logq = torch.log_softmax(q[0], -1)
         return (logp.exp() * (logp - logq)).sum(-1)
 
+    def fisher_block(self, old: DistParams) -> FisherBlock:
+        r"""M·u = (p ⊙ u − p (pᵀu)) / B per state, i.e. (diag(p) − ppᵀ)/B, p = softmax(z_old), d = logits z (B×n)."""
+        (logits,) = old
+        p = torch.softmax(logits, -1)
+        b = logits.shape[0]
+
+        def block(u: DistParams) -> DistParams:
+            pu = p * u[0]
+            return ((pu - p * pu.sum(-1, keepdim=True)) / b,)
+
+        return block
+
     def sample(self, params: DistParams) -> torch.Tensor:
         return torch.multinomial(torch.softmax(params[0], -1), 1).squeeze(-1)
+
+    def numpy_sampler(self, rng: np.random.Generator) -> NumpySampler:
+        """logits ↦ a = #{k : Σ_{j≤k} p_j ≤ u}, u ~ U[0, 1), p = softmax(logits) (inverse-CDF sampling)."""
+
+        def sample(logits: np.ndarray) -> np.ndarray:
+            p = np.exp(logits - logits.max(-1, keepdims=True))
+            cdf = np.cumsum(p, -1)
+            u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]  # u·Σp: no separate normalisation
+            return np.minimum((cdf <= u).sum(-1), logits.shape[-1] - 1).astype(np.int64)
+
+        return sample
 
     def mode(self, params: DistParams) -> torch.Tensor:
         return params[0].argmax(-1)

@@ -3,8 +3,8 @@ r"""Batch collection across a vector env, time-limit bootstrapping and GAE(γ, �
 The per-step loop does only what cannot be batched: normalise the observation, one batched
 policy call for all envs, one ``envs.step``, and writes into preallocated buffers. For the MLP
 policies of :mod:`trpo_lab.policies` the per-step policy call is :class:`NumpyActor` (a numpy copy
-of the weights, refreshed once per batch): for the 2–16 states of one vector step its dozen
-numpy calls cost ≈8 µs where the torch module call costs ≈40 µs of per-op dispatch.
+of the weights, refreshed once per batch): for the 2–16 states of one vector step a dozen numpy
+calls cost less than the torch module call's per-op dispatch (scripts/benchmark.py measures it).
 Log-probabilities under π_old (in torch, on the stored observations and actions), values,
 reward scaling, episode statistics and advantages are computed once per batch afterwards.
 """
@@ -16,11 +16,10 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
-from trpo_lab.natural.fisher import mlp_layers
-from trpo_lab.policies import CategoricalPolicy, GaussianPolicy, Policy, ValueFunction
+from trpo_lab.nn import NumpyMLP, mlp_layers
+from trpo_lab.policies import MLPPolicy, Policy, ValueFunction
 
 
 def compute_gae(
@@ -59,65 +58,32 @@ def compute_gae(
     return adv, adv + values.detach()
 
 
-_NUMPY_ACTIVATIONS: dict[type, Callable[[np.ndarray], np.ndarray]] = {
-    nn.Tanh: lambda h: np.tanh(h, out=h),
-    nn.ReLU: lambda h: np.maximum(h, 0.0, out=h),
-    nn.ELU: lambda h: np.where(h > 0, h, np.expm1(h)),
-}
-
-
 class NumpyActor:
     r"""Samples a ~ π_θ(·|s) for the few states of one vector step, with numpy.
 
-    A snapshot of an MLP policy's weights (:meth:`from_policy`, once per batch): the network is
-    h_l = φ(h_{l−1} W_lᵀ + b_l), out = h_{L−1} W_Lᵀ + b_L, and
-
-    * Gaussian: a = μ + σ ⊙ ε with μ = out, σ = exp(log σ), ε ~ N(0, I);
-    * Categorical: a = #{k : Σ_{j≤k} p_j ≤ u}, u ~ U[0, 1), p = softmax(out) (inverse-CDF sampling).
+    A snapshot of an MLP policy (:meth:`from_policy`, once per batch): its network as a
+    :class:`~trpo_lab.nn.NumpyMLP` and its distribution's
+    :meth:`~trpo_lab.policies.MLPPolicy.numpy_sampler`, a = sample(net(s)).
 
     The noise comes from a numpy generator seeded from torch's global RNG at each snapshot, so a
     run stays a function of ``torch.manual_seed`` (and of the RNG state checkpoints save).
     """
 
-    def __init__(
-        self, weights_t: list[np.ndarray], biases: list[np.ndarray], acts: list[type],
-        std: np.ndarray | None, rng: np.random.Generator,
-    ) -> None:
-        self.weights_t, self.biases, self.acts = weights_t, biases, [_NUMPY_ACTIVATIONS[a] for a in acts]
-        self.std, self.rng = std, rng
+    def __init__(self, net: NumpyMLP, sample: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.net, self.sample = net, sample
 
     @classmethod
     def from_policy(cls, policy: Policy) -> NumpyActor | None:
-        """The snapshot for a :class:`GaussianPolicy`/:class:`CategoricalPolicy` MLP; None for any other policy."""
-        if isinstance(policy, GaussianPolicy):
-            net, std = policy.mean_net, policy.log_std.detach().exp().numpy().astype(np.float32)
-        elif isinstance(policy, CategoricalPolicy):
-            net, std = policy.logits_net, None
-        else:
-            return None
-        layers = mlp_layers(net)
+        """The snapshot for an :class:`~trpo_lab.policies.MLPPolicy` whose net is a plain MLP; None otherwise."""
+        layers = mlp_layers(policy.net) if isinstance(policy, MLPPolicy) else None
         if layers is None:
             return None
-        with torch.no_grad():
-            weights_t = [lin.weight.detach().numpy().T.astype(np.float32, order="C") for lin, _ in layers]
-            biases = [lin.bias.detach().numpy().astype(np.float32) for lin, _ in layers]
+        net = NumpyMLP(layers)
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
-        return cls(weights_t, biases, [act for _, act in layers[:-1]], std, rng)
-
-    def mean_or_logits(self, obs: np.ndarray) -> np.ndarray:
-        h = obs
-        for W_t, b, act in zip(self.weights_t, self.biases, self.acts):
-            h = act(h @ W_t + b)
-        return h @ self.weights_t[-1] + self.biases[-1]
+        return cls(net, policy.numpy_sampler(rng))
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        out = self.mean_or_logits(obs)
-        if self.std is not None:
-            return out + self.std * self.rng.standard_normal(out.shape, dtype=np.float32)
-        p = np.exp(out - out.max(-1, keepdims=True))
-        cdf = np.cumsum(p, -1)
-        u = self.rng.random((out.shape[0], 1)) * cdf[:, -1:]  # u·Σp: no separate normalisation
-        return np.minimum((cdf <= u).sum(-1), out.shape[-1] - 1).astype(np.int64)
+        return self.sample(self.net(obs))
 
 
 @dataclass

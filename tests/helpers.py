@@ -1,0 +1,108 @@
+"""Test helpers shared across test modules (test modules never import each other)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn.utils import parameters_to_vector
+
+from trpo_lab.policies import CategoricalPolicy, GaussianPolicy
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+class CountingEnv(gym.Env):
+    """obs = [steps taken in this episode]; reward = that count + 1; terminates after ``term_at`` steps."""
+
+    def __init__(self, term_at: int | None = None):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.term_at = term_at
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        reward = float(self.t + 1)
+        self.t += 1
+        terminated = self.term_at is not None and self.t >= self.term_at
+        return np.array([float(self.t)], np.float32), reward, terminated, False, {}
+
+
+class LinearValue(torch.nn.Module):
+    """V(s) = 10 + s: a known critic."""
+
+    def forward(self, obs):
+        return 10.0 + obs[..., 0]
+
+
+class StateStdGaussian(nn.Module):
+    """A policy outside trpo_lab.policies: N(μ(s), diag σ(s)²) with a state-dependent σ and a LayerNorm."""
+
+    discrete = False
+
+    def __init__(self, obs_dim: int, act_dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(obs_dim, 8), nn.LayerNorm(8), nn.Tanh())
+        self.mu = nn.Linear(8, act_dim)
+        self.ls = nn.Linear(8, act_dim)
+
+    def dist_params(self, obs):
+        h = self.body(obs)
+        return self.mu(h), self.ls(h)
+
+    forward = dist_params
+
+    def kl(self, p, q):
+        (mp, lp), (mq, lq) = p, q
+        return (lq - lp + 0.5 * (torch.exp(2 * (lp - lq)) + ((mp - mq) * torch.exp(-lq)) ** 2) - 0.5).sum(-1)
+
+
+def perturbed(pol: nn.Module, scale: float = 0.3, seed: int = 0) -> nn.Module:
+    """Adds scale·N(0, 1) noise to every parameter: a non-trivial operating point, away from the near-zero init."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in pol.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return pol
+
+
+def small_policy(kind: str, activation: str = "tanh", hidden=(5, 4)) -> nn.Module:
+    """A perturbed 3-input policy: ``gaussian`` (2 actions), ``categorical`` (4 actions) or ``custom`` (StateStdGaussian)."""
+    torch.manual_seed(0)
+    if kind == "gaussian":
+        return perturbed(GaussianPolicy(3, 2, hidden_sizes=hidden, activation=activation, log_std_init=-0.3))
+    if kind == "categorical":
+        return perturbed(CategoricalPolicy(3, 4, hidden_sizes=hidden, activation=activation))
+    return perturbed(StateStdGaussian(3, 2))
+
+
+def unflatten(pol: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The flat vector ``flat`` as ``{name: tensor}`` in the order and shapes of ``pol.named_parameters()``."""
+    out, i = {}, 0
+    for name, p in pol.named_parameters():
+        out[name] = flat[i : i + p.numel()].reshape(p.shape)
+        i += p.numel()
+    return out
+
+
+def dense_kl_hessian(pol: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    """∇²_θ mean KL(π_θold ‖ π_θ) at θ_old in float64, by ``torch.autograd.functional.hessian``."""
+    pol64 = copy.deepcopy(pol).double()
+    obs64 = obs.double()
+    theta0 = parameters_to_vector(pol64.parameters()).detach()
+    with torch.no_grad():
+        old = pol64.dist_params(obs64)
+
+    def kl_of(theta: torch.Tensor) -> torch.Tensor:
+        return pol64.kl(old, functional_call(pol64, unflatten(pol64, theta), (obs64,))).mean()
+
+    return torch.autograd.functional.hessian(kl_of, theta0)
