@@ -109,19 +109,19 @@ def _job_log(sweep: Path, job: str) -> str:
     return "".join(p.read_text() for p in sorted((sweep / ".submitit" / job).glob("*_log.out")))
 
 
-def _sacct(job: str, fields: str = "JobID,State,Partition") -> str:
-    """Slurm's accounting of ``job``, one "; "-separated entry per attempt (``--duplicates``)."""
-    return subprocess.run(["sacct", "-j", job, "--duplicates", "-X", "-n", "-P", "-o", fields],
-                          capture_output=True, text=True).stdout.strip().replace("\n", "; ")
+def _sacct(job: str, fields: str = "JobID,State", attempts: bool = True) -> str:
+    """Slurm's accounting of ``job``, "; "-separated: one entry per attempt, or only the latest."""
+    cmd = ["sacct", "-j", job, *(["--duplicates"] if attempts else []), "-X", "-n", "-P", "-o", fields]
+    return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().replace("\n", "; ")
 
 
 def _settled(job: str, timeout: float = 60) -> str:
-    """sacct's JobID|State of ``job`` once no attempt is pending or running any more (the launcher returns
-    as soon as the results are written, a moment before Slurm records the end)."""
+    """sacct's JobID|State of each attempt of ``job`` once the latest has ended (the launcher returns as soon
+    as the results are written, a moment before Slurm records the end)."""
     end = time.time() + timeout
-    while re.search(r"PENDING|RUNNING|REQUEUED|COMPLETING", states := _sacct(job, "JobID,State")) and time.time() < end:
+    while re.search(r"PENDING|RUNNING|REQUEUED|COMPLETING", _sacct(job, attempts=False)) and time.time() < end:
         time.sleep(0.5)
-    return states
+    return _sacct(job)
 
 
 def _signal_checkpoints(run_dir: Path) -> list[tuple[str, int, int]]:
@@ -142,24 +142,30 @@ def _assert_resumed_at_signal(sweep: Path, job: str, total: int, signal_name: st
     assert steps == list(range(BATCH, total + 1, BATCH)), steps  # strictly increasing, no gaps, no duplicates
     assert [r["update"] for r in rows] == list(range(1, total // BATCH + 1))
     log_out = _job_log(sweep, job)
-    # the updates each attempt printed, in order (the first chunk is what precedes the first attempt)
-    per_attempt = [[int(u) for _, u in UPDATE_LINE.findall(chunk)]
-                   for chunk in log_out.split("Starting with JobEnvironment")[1:]]
-    per_attempt = [a for a in per_attempt if a]  # an attempt killed before its first update printed nothing
-    assert len(per_attempt) >= 2, f"job {job} was never resumed:\n{log_out[-3000:]}"
+    # per attempt (submitit logs "Starting with JobEnvironment" at each start): the updates it printed, and
+    # the checkpoint it wrote at a signal, if any (the trainer's warning also goes to stdout)
+    attempts = [([int(u) for _, u in UPDATE_LINE.findall(chunk)],
+                 [(name, int(u), int(s)) for name, u, s in SIGNAL_CHECKPOINT.findall(chunk)])
+                for chunk in log_out.split("Starting with JobEnvironment")[1:]]
+    done: list[int] = []
+    for i, (updates, at_signal) in enumerate(attempts):
+        assert updates == list(range(len(done) + 1, len(done) + 1 + len(updates))), (i, attempts)
+        done += updates
+        if i < len(attempts) - 1 and updates:  # interrupted after some updates: checkpoint at the signal, after them
+            assert [(name, u, s) for name, u, s in at_signal] == [(signal_name, done[-1], done[-1] * BATCH)], (i, attempts)
+        assert all(u == len(done) for _, u, _ in at_signal)  # never a checkpoint behind the last update
     # all attempts together ran each update exactly once: nothing lost, nothing redone
-    assert [u for a in per_attempt for u in a] == list(range(1, total // BATCH + 1)), per_attempt
-    at_signal = _signal_checkpoints(run_dir)
-    assert {name for name, _, _ in at_signal} == {signal_name}, at_signal
-    # each interrupted attempt's checkpoint was written at the signal, after its last update, and the
-    # next attempt started from it
-    assert [(u, s) for _, u, s in at_signal] == [(a[-1], a[-1] * BATCH) for a in per_attempt[:-1]], (at_signal, per_attempt)
+    assert done == list(range(1, total // BATCH + 1))
+    resumed = [a for a in attempts[1:] if a[0]]
+    assert resumed and attempts[0][0], f"job {job} was not interrupted and resumed:\n{log_out[-3000:]}"
+    at_signal = [c for _, cs in attempts for c in cs]
+    assert at_signal == _signal_checkpoints(run_dir)  # the run's own log (train.log) says the same
     assert load_checkpoint(run_dir / CHECKPOINT)["updates"] == total // BATCH
     updates = [u for _, u, _ in at_signal]
     print(f"\n{signal_name} job {job}: attempts ran updates "
-          f"{', '.join(f'{a[0]}..{a[-1]}' for a in per_attempt)}; checkpoints at the signal at updates {updates}; "
-          f"env_steps around the first: {steps[max(0, updates[0] - 3):updates[0] + 3]} (all {len(steps)} rows "
-          f"{BATCH}..{steps[-1]} step {BATCH}); sacct: {_sacct(job)}")
+          f"{', '.join(f'{a[0][0]}..{a[0][-1]}' if a[0] else '(none)' for a in attempts)}; checkpoints at the "
+          f"signal at updates {updates}; env_steps around the first: {steps[max(0, updates[0] - 3):updates[0] + 3]} "
+          f"(all {len(steps)} rows {BATCH}..{steps[-1]} step {BATCH}); sacct: {_settled(job)}")
     return [u for _, u, _ in at_signal]
 
 
