@@ -43,7 +43,7 @@ if [ ! -s /etc/munge/munge.key ]; then
   dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 status=none
 fi
 chown munge:munge /etc/munge/munge.key && chmod 0400 /etc/munge/munge.key
-running munged || runuser -u munge -- munged
+running munged || runuser -u munge -- munged --force  # --force: past a stale socket of a killed munged
 wait_for 10 munged bash -c 'munge -n | unmunge'
 
 # -- MariaDB for slurmdbd ---------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -156,8 +155,9 @@ def _assert_resumed_at_signal(sweep: Path, job: str, total: int, signal_name: st
         assert all(u == len(done) for _, u, _ in at_signal)  # never a checkpoint behind the last update
     # all attempts together ran each update exactly once: nothing lost, nothing redone
     assert done == list(range(1, total // BATCH + 1))
-    resumed = [a for a in attempts[1:] if a[0]]
-    assert resumed and attempts[0][0], f"job {job} was not interrupted and resumed:\n{log_out[-3000:]}"
+    # (an attempt signalled while it was still starting ran no update: submitit requeued it before the trainer's
+    # handler was installed, and there was nothing to save)
+    assert sum(1 for updates, _ in attempts if updates) >= 2, f"job {job} was not interrupted and resumed:\n{log_out[-3000:]}"
     at_signal = [c for _, cs in attempts for c in cs]
     assert at_signal == _signal_checkpoints(run_dir)  # the run's own log (train.log) says the same
     assert load_checkpoint(run_dir / CHECKPOINT)["updates"] == total // BATCH
