@@ -17,17 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import CONF_DIR
-from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import ConfigCompositionException
-from hydra.types import RunMode
-from omegaconf import OmegaConf
 
 from trpo_lab.config import validate
 from trpo_lab.envs import check_env_id
 from trpo_lab.natural.fisher import AnalyticFisher, EmpiricalFisher
 from trpo_lab.natural.line_search import BacktrackingLineSearch, NoLineSearch
 from trpo_lab.natural.step_rules import FixedStep, KLScaledStep
-from trpo_lab.sweep import SweepSummary
 from trpo_lab.train import build_update, run
 
 ROOT = Path(CONF_DIR).parent
@@ -132,8 +128,10 @@ def test_one_job_of_each_preset_trains_at_smoke_scale(compose, tmp_path, preset)
 # -- real multiruns -------------------------------------------------------------------------------------
 
 
-def _multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+def _multirun(sweep_dir: Path, *overrides: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run(
         [sys.executable, "-m", "trpo_lab.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"],
         check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
@@ -155,6 +153,7 @@ def _jobs(sweep: Path, key: str) -> dict[str, Path]:
     return jobs
 
 
+@pytest.mark.slow
 def test_joblib_multirun_of_a_preset_reuses_workers_without_leaking_state(compose, tmp_path):
     # 3 jobs on 2 joblib workers: one worker runs two jobs back to back. Each job must log exactly what the
     # same config logs when run alone in this process (no torch seed, threads, env or W&B state carried over).
@@ -175,14 +174,16 @@ def test_joblib_multirun_of_a_preset_reuses_workers_without_leaking_state(compos
     assert (sweep_summary["ok"], sweep_summary["failed"], sweep_summary["incomplete"]) == (3, 0, 0)
 
 
-def test_a_failing_job_does_not_lose_the_others_and_is_summarised(tmp_path):
+@pytest.mark.slow
+def test_a_failing_job_does_not_lose_the_others_is_summarised_and_fails_the_sweep(tmp_path):
     # submitit_local (every job is its own process, started at once); the second job's env id does not exist.
     # Contract with trpo_lab/train.py: in MULTIRUN a job's exception goes into its error.txt (with the
-    # traceback) and the job returns, so the sweep finishes with exit code 0 and sweep_summary.json lists it.
+    # traceback) and the job returns; at the end the sweep summary lists it and the sweep exits 1.
     sweep = tmp_path / "sweep"
     res = _multirun(sweep, "env=cartpole", "debug=smoke", "env.id=CartPole-v1,NoSuchEnv-v0",
                     "hydra/launcher=submitit_local")
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "error: 1 of 2 jobs are not ok" in res.stderr
     jobs = _jobs(sweep, "env.id")
     good, bad = jobs["CartPole-v1"], jobs["NoSuchEnv-v0"]
     good_summary = json.loads((good / "summary.json").read_text())
@@ -205,19 +206,50 @@ def test_slurm_launcher_config_extends_submitit_slurm(compose):
     assert launcher.array_parallelism >= 1
 
 
-def test_summary_callback_records_a_job_that_raised(tmp_path):
-    # If an exception escapes the task function, Hydra hands it to on_job_end: its traceback goes into error.txt.
-    job_dir = tmp_path / "sweep" / "0"
-    (job_dir / ".hydra").mkdir(parents=True)
-    (job_dir / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
-    try:
-        raise RuntimeError("boom in job 0")
-    except RuntimeError as e:
-        ret = JobReturn(status=JobStatus.FAILED, _return_value=e)
-    config = OmegaConf.create({"hydra": {"mode": RunMode.MULTIRUN, "runtime": {"output_dir": str(job_dir)},
-                                         "sweep": {"dir": str(tmp_path / "sweep")}}})
-    SweepSummary().on_job_end(config, ret)
-    text = (job_dir / "error.txt").read_text()
-    assert text.startswith("Traceback") and text.strip().endswith("RuntimeError: boom in job 0")
-    summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
-    assert summary["failed"] == 1 and summary["jobs"][0]["error"] == "RuntimeError: boom in job 0"
+
+@pytest.mark.slow
+def test_a_failed_batch_does_not_cancel_the_next_and_the_sweep_exits_1(tmp_path):
+    # The basic launcher, one job per batch. Hydra's sweeper re-raises a failed job's exception after its batch,
+    # which would cancel every later batch; a job therefore records its own failure and the sweep fails at the end.
+    sweep = tmp_path / "sweep"
+    res = _multirun(sweep, "env=cartpole", "debug=smoke", "env.id=NoSuchEnv-v0,CartPole-v1", "hydra.sweeper.max_batch_size=1")
+    assert res.returncode == 1, res.stderr[-3000:]
+    jobs = _jobs(sweep, "env.id")
+    assert json.loads((jobs["CartPole-v1"] / "summary.json").read_text())["env_steps"] == 2048
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert [summary[k] for k in ("jobs_total", "ok", "failed", "mismatch", "incomplete")] == [2, 1, 1, 0, 0]
+    assert "error: 1 of 2 jobs are not ok" in res.stderr
+
+
+RAISING_LAUNCHER = """
+from pathlib import Path
+
+import yaml
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+
+class RaisingLauncher(BasicLauncher):
+    # runs the first job, then loses the second after it started (as Slurm does with a cancelled job)
+
+    def launch(self, job_overrides, initial_job_idx):
+        super().launch(job_overrides[:1], initial_job_idx)
+        started = Path(self.config.hydra.sweep.dir) / str(initial_job_idx + 1) / ".hydra"
+        started.mkdir(parents=True)
+        (started / "overrides.yaml").write_text(yaml.safe_dump(list(job_overrides[1])))
+        raise RuntimeError("job 1 was cancelled")
+"""
+
+
+@pytest.mark.slow
+def test_the_summary_is_written_when_the_launcher_raises(tmp_path):
+    plugin = tmp_path / "plugins" / "hydra_plugins" / "raising_launcher"
+    plugin.mkdir(parents=True)
+    (plugin / "__init__.py").write_text(RAISING_LAUNCHER)
+    sweep = tmp_path / "sweep"
+    res = _multirun(sweep, "env=cartpole", "debug=smoke", "seed=0,1",
+                    "hydra.launcher._target_=hydra_plugins.raising_launcher.RaisingLauncher",
+                    pythonpath=tmp_path / "plugins")
+    assert res.returncode != 0 and "job 1 was cancelled" in res.stderr, res.stderr[-3000:]
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert [summary[k] for k in ("jobs_total", "ok", "failed", "mismatch", "incomplete")] == [2, 1, 0, 0, 1]
+    assert "sweep stopped early" in res.stderr

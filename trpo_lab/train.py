@@ -250,7 +250,10 @@ def task(cfg: DictConfig) -> float | None:
         print(f"{e}. Continue with: python -m trpo_lab.train resume={run_dir}", file=sys.stderr)
         sys.exit(128 + e.signum)
     except Exception as e:
-        if multirun:  # one job's failure must not end the sweep: record it and let the others run
+        if multirun:
+            # One job's failure must not end the sweep. Hydra 1.3's sweeper re-raises a failed job's exception
+            # once its batch ends, which would cancel every later batch (hydra.sweeper.max_batch_size): record it
+            # and return; SweepSummary.on_multirun_end (trpo_lab/sweep.py) exits 1 once every job has run.
             (run_dir / "error.txt").write_text(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
             log.error("job failed (%s: %s); see %s", type(e).__name__, e, run_dir / "error.txt")
             return None

@@ -1,0 +1,99 @@
+"""trpo_lab.stats against independent computations: a sort-and-slice IQM, and the exact bootstrap
+distribution enumerated over every possible resample of a tiny sample."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from trpo_lab.stats import bootstrap_band, bootstrap_ci, iqm, mean_ci
+
+
+def sort_and_slice_iqm(x) -> float:
+    """The mean of the middle 50%: sort, drop ⌊n/4⌋ values at each end."""
+    x = sorted(float(v) for v in x)
+    cut = len(x) // 4
+    middle = x[cut : len(x) - cut]
+    return sum(middle) / len(middle)
+
+
+def exact_percentile_interval(strata, statistic, confidence: float) -> tuple[float, float, float]:
+    """The exact (1−c)/2 and (1+c)/2 quantiles of the bootstrap distribution of ``statistic``, by enumerating
+    every resample (each stratum resampled on its own, all equally likely), and the smallest distance of the
+    distribution's CDF from those levels (how far a Monte-Carlo estimate may stray before it picks a
+    neighbouring value)."""
+    per_stratum = [list(itertools.product(s, repeat=len(s))) for s in strata]
+    values = sorted(round(statistic([v for part in parts for v in part]), 12) for parts in itertools.product(*per_stratum))
+    support, counts = np.unique(values, return_counts=True)
+    cdf = np.cumsum(counts) / len(values)
+    levels = ((1 - confidence) / 2, (1 + confidence) / 2)
+    lo, hi = (float(support[np.searchsorted(cdf, q)]) for q in levels)  # smallest value with CDF ≥ q
+    margin = float(min(np.min(np.abs(cdf - q)) for q in levels))
+    return lo, hi, margin
+
+
+@pytest.mark.parametrize("n", list(range(1, 14)) + [40, 101])
+def test_iqm_is_the_mean_of_the_middle_half(n):
+    x = np.random.default_rng(n).normal(size=n) * 10 + np.arange(n)
+    assert iqm(x) == pytest.approx(sort_and_slice_iqm(x), rel=1e-12, abs=1e-12)
+    assert math.isnan(iqm([]))
+
+
+def test_percentile_bootstrap_matches_the_enumerated_bootstrap_distribution():
+    # x = [0, 1, 3, 9]: 4⁴ = 256 equally likely resamples; their means' 2.5% and 97.5% quantiles are 0.5 and 7.0,
+    # and the CDF stays ≥ 0.0055 away from both levels, i.e. ≥ 7 standard errors of a 50,000-resample estimate
+    x = [0.0, 1.0, 3.0, 9.0]
+    lo, hi, margin = exact_percentile_interval([x], lambda v: sum(v) / len(v), 0.95)
+    assert margin > 7 * math.sqrt(0.025 * 0.975 / 50_000)
+    assert bootstrap_ci([x], np.mean, n_resamples=50_000, confidence=0.95, seed=1) == (pytest.approx(lo), pytest.approx(hi))
+
+
+def test_stratified_bootstrap_of_the_iqm_matches_the_enumerated_distribution():
+    # two strata resampled separately (2² × 3³ = 108 resamples), the IQM taken over their 5 pooled values
+    strata = [[0.0, 10.0], [1.0, 2.0, 30.0]]
+    lo, hi, margin = exact_percentile_interval(strata, sort_and_slice_iqm, 0.9)
+    assert margin > 7 * math.sqrt(0.05 * 0.95 / 50_000)
+    assert bootstrap_ci(strata, iqm, n_resamples=50_000, confidence=0.9, seed=2) == (pytest.approx(lo), pytest.approx(hi))
+    # pooling the strata into one sample (an unstratified bootstrap) gives another interval
+    assert bootstrap_ci([[v for s in strata for v in s]], iqm, n_resamples=50_000, confidence=0.9, seed=2) != (
+        pytest.approx(lo), pytest.approx(hi))
+
+
+def test_bootstrap_ci_of_constant_strata_is_their_pooled_value():
+    # every stratified resample keeps 3 ones and 5 nines, so the pooled mean is always (3·1 + 5·9)/8
+    assert bootstrap_ci([[1.0] * 3, [9.0] * 5], np.mean, n_resamples=2000) == (pytest.approx(6.0), pytest.approx(6.0))
+    assert bootstrap_ci([[3.5] * 7], iqm) == (pytest.approx(3.5), pytest.approx(3.5))
+
+
+def test_bootstrap_ci_is_reproducible_with_its_seed_and_needs_two_values_per_stratum():
+    x = np.random.default_rng(2).normal(size=12)
+    assert bootstrap_ci([x], iqm, seed=7) == bootstrap_ci([x], iqm, seed=7)
+    assert bootstrap_ci([x], iqm, seed=7) != bootstrap_ci([x], iqm, seed=8)
+    assert all(math.isnan(v) for v in bootstrap_ci([[1.0], [2.0, 3.0]], np.mean))
+
+
+def test_mean_ci_ignores_non_finite_values():
+    m, lo, hi = mean_ci([0.0, 1.0, 3.0, 9.0, math.nan], n_resamples=50_000, seed=1)
+    exact_lo, exact_hi, _ = exact_percentile_interval([[0.0, 1.0, 3.0, 9.0]], lambda v: sum(v) / len(v), 0.95)
+    assert (m, lo, hi) == (pytest.approx(3.25), pytest.approx(exact_lo), pytest.approx(exact_hi))
+
+
+def test_bootstrap_band_is_the_enumerated_interval_at_each_point():
+    base = np.linspace(0, 100, 25)
+    mean, lo, hi = bootstrap_band(np.vstack([base] * 4))
+    np.testing.assert_allclose(mean, base)
+    np.testing.assert_allclose(lo, base)
+    np.testing.assert_allclose(hi, base)
+    # curves = base + offset: a resample of whole curves shifts every point by the same mean offset, so the
+    # band is base + the enumerated interval of the offsets' mean at every point
+    offsets = [0.0, 1.0, 3.0, 9.0]
+    curves = np.vstack([base + off for off in offsets])
+    curves[2, 0] = np.nan
+    mean, lo, hi = bootstrap_band(curves, n_resamples=50_000, seed=3)
+    exact_lo, exact_hi, _ = exact_percentile_interval([offsets], lambda v: sum(v) / len(v), 0.95)
+    assert np.isnan(mean[0]) and np.isnan(lo[0]) and np.isnan(hi[0])
+    np.testing.assert_allclose(mean[1:], base[1:] + 3.25)
+    np.testing.assert_allclose(lo[1:], base[1:] + exact_lo, atol=1e-9)
+    np.testing.assert_allclose(hi[1:], base[1:] + exact_hi, atol=1e-9)

@@ -1,0 +1,437 @@
+"""Reading run folders, checking them against their config, and grouping them into variants.
+
+A *run folder* is what one training job writes (README, "Command line"): ``config.yaml`` (the
+resolved config the data was trained with), ``metrics.jsonl`` (one JSON object per update),
+``summary.json`` (written at the end; absent if the job died), ``.hydra/overrides.yaml`` and
+``.hydra/config.yaml`` (the job's command-line overrides and the config they compose to, rewritten by
+Hydra at every launch) and, for a job that failed inside a multirun, ``error.txt``.
+
+Used by the sweep summary (:mod:`trpo_lab.sweep`, imported by every training job), so only numpy,
+PyYAML and OmegaConf are imported here: never matplotlib or scipy.
+
+Grouping (:func:`group_runs`): runs are pooled into one variant only when their saved configs are
+equal in every key but the seed (and the keys of :data:`NOT_LEARNING_KEYS`, which do not change what
+is learned). Runs that differ in anything else, e.g. the budget ``total_env_steps`` or ``debug=smoke``,
+are separate groups, and :func:`pooling_warnings` says so. Labels name only what differs between groups.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+#: files of a run folder
+METRICS, SUMMARY, CONFIG, OVERRIDES, ERROR = "metrics.jsonl", "summary.json", "config.yaml", ".hydra/overrides.yaml", "error.txt"
+#: the config Hydra composed for the job's latest launch (unresolved interpolations)
+REQUESTED_CONFIG = ".hydra/config.yaml"
+
+#: config keys that never separate runs: the seed (runs of one variant differ in it) and settings that do not
+#: change what is learned (where to resume from, threads, checkpoint cadence, console and W&B output)
+NOT_LEARNING_KEYS = ("seed", "resume", "torch_threads", "checkpoint_every")
+NOT_LEARNING_PREFIXES = ("logger.",)
+#: override keys that never appear in a label: the seed, the task (one panel/table block per task) and the
+#: keys of NOT_LEARNING_*
+NON_LABEL_OVERRIDES = ("seed", "env", "env.id", "torch_threads", "checkpoint_every", "resume")
+NON_LABEL_PREFIXES = ("logger.", "hydra.")
+
+#: folders that never hold runs (W&B's files, submitit's logs, Hydra's job metadata)
+_SKIP_DIRS = {"wandb", ".submitit", ".hydra", "__pycache__"}
+
+
+class NoRunsError(RuntimeError):
+    """Raised when a folder holds no run folder at all (or, for the reports, no complete run)."""
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """Sort key under which ``sweep/2`` comes before ``sweep/10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def parse_override(override: str) -> tuple[str, str]:
+    """``"+algo.max_kl=0.03"`` → ``("algo.max_kl", "0.03")``; the ``+``/``++``/``~`` prefix is dropped."""
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"algo": {"max_kl": 0.01}}`` → ``{"algo.max_kl": 0.01}``; lists become tuples (hashable leaves)."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    if isinstance(tree, list):
+        return {prefix[:-1]: tuple(json.dumps(v, sort_keys=True) for v in tree)}
+    return {prefix[:-1]: tree}
+
+
+def _may_change_on_relaunch(key: str) -> bool:
+    """Keys a re-launch of the same run may change: how it resumes, threads, checkpoint cadence, output."""
+    return key != "seed" and learns_the_same(key)
+
+
+def learns_the_same(key: str) -> bool:
+    """Whether a config key leaves what is learned unchanged (it never separates two runs)."""
+    return key in NOT_LEARNING_KEYS or key.startswith(NOT_LEARNING_PREFIXES)
+
+
+@dataclass
+class Run:
+    """One run folder, read once.
+
+    Attributes:
+        path: the run folder.
+        overrides: the job's command-line overrides as ``key → value`` (``.hydra/overrides.yaml``).
+        config: the resolved config the data was trained with (``config.yaml``); empty if the job failed
+            before writing it.
+        requested: the resolved config of the job's latest launch (``.hydra/config.yaml``), or None.
+        rows: the rows of ``metrics.jsonl`` in order (a torn last line of a killed job is dropped).
+        summary: ``summary.json``, or None if the job did not finish.
+        error: the last non-empty line of ``error.txt`` (the exception and its message), or None; an
+            ``error.txt`` older than ``summary.json`` (from an earlier attempt) is ignored.
+    """
+
+    path: Path
+    overrides: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    requested: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def mismatches(self) -> list[str]:
+        """``"key: requested R, data D"`` for each learning-relevant key whose value in the launch's config
+        (what ``.hydra/overrides.yaml`` asked for) differs from ``config.yaml`` (what the data was trained with).
+
+        Only keys present in both are compared; empty when either file is missing.
+        """
+        if self.requested is None or not self.config:
+            return []
+        asked, data = flatten(self.requested), flatten(self.config)
+        keys = sorted(k for k in asked.keys() & data.keys() if not _may_change_on_relaunch(k))
+        return [f"{k}: requested {asked[k]!r}, data {data[k]!r}" for k in keys if asked[k] != data[k]]
+
+    @property
+    def status(self) -> str:
+        """``failed`` (error.txt), ``mismatch`` (the overrides do not describe the data), ``ok`` (summary.json
+        and at least one metrics row) or ``incomplete``."""
+        if self.error is not None:
+            return "failed"
+        if self.mismatches:
+            return "mismatch"
+        if self.summary is not None and self.rows:
+            return "ok"
+        return "incomplete"
+
+    @property
+    def problem(self) -> str | None:
+        """Why the run cannot be analysed, or None if it can."""
+        if self.error is not None:
+            return f"failed: {self.error}"
+        if self.mismatches:
+            return f"its overrides do not match its data (config.yaml): {'; '.join(self.mismatches)}"
+        if not self.rows:
+            return "metrics.jsonl is missing or empty"
+        if self.summary is None:
+            return f"no summary.json (the job stopped after {self.rows[-1].get('env_steps')} env steps)"
+        return None
+
+    @property
+    def task(self) -> str:
+        """The env id (from the resolved config, else from an ``env.id``/``env`` override)."""
+        env = self.config.get("env") or {}
+        return str(env.get("id") or self.overrides.get("env.id") or self.overrides.get("env") or "unknown")
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.config.get("seed", self.overrides.get("seed"))
+        return None if seed is None else int(seed)
+
+    @property
+    def max_kl(self) -> float | None:
+        """δ, the trust-region radius the run measured KL/δ against."""
+        value = (self.config.get("algo") or {}).get("max_kl")
+        return None if value is None else float(value)
+
+    def setting(self) -> tuple[tuple[str, str], ...]:
+        """What defines the run's variant: every config key but those of :func:`learns_the_same`
+        (the overrides when there is no ``config.yaml``)."""
+        leaves = flatten(self.config) if self.config else dict(self.overrides)
+        return tuple(sorted((k, json.dumps(v, default=str)) for k, v in leaves.items() if not learns_the_same(k)))
+
+    def has(self, key: str) -> bool:
+        """Whether any row logged ``key`` (a key absent from every row was not measured by this run's code)."""
+        return any(key in r for r in self.rows)
+
+    def column(self, key: str) -> np.ndarray:
+        """Values of ``key`` over the updates as floats; None/missing (e.g. early ``return/mean``) → NaN."""
+        return np.array([as_float(r.get(key)) for r in self.rows], dtype=float)
+
+    def last_value(self, key: str) -> float | None:
+        """The last finite value of ``key`` in ``metrics.jsonl``, or None."""
+        col = self.column(key)
+        finite = col[np.isfinite(col)]
+        return float(finite[-1]) if finite.size else None
+
+
+def as_float(v: Any) -> float:
+    """A logged value as a float; None, strings and other non-numbers → NaN."""
+    if isinstance(v, (bool, int, float)):
+        return float(v)
+    return math.nan
+
+
+def read_metrics(path: Path, tail_bytes: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl``; lines that are not complete JSON objects (a killed writer) are dropped.
+
+    With ``tail_bytes``, only the rows in the file's last ``tail_bytes`` bytes are read (cheap for a
+    status check of a long run).
+    """
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - tail_bytes) if tail_bytes else 0
+            f.seek(start)
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return rows
+    lines = text.splitlines()
+    if start > 0:
+        lines = lines[1:]  # the first line was cut by the offset
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _read_requested(path: Path) -> dict[str, Any] | None:
+    """``.hydra/config.yaml`` with its interpolations (``${algo.max_kl}``) resolved, or None."""
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        return None
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        resolved = OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
+    except OmegaConfBaseException:
+        return None
+    return resolved if isinstance(resolved, dict) else None
+
+
+def last_line(path: Path) -> str | None:
+    """The last non-empty line of a text file (for a Python traceback: ``ExcType: message``), or None."""
+    try:
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else "(error.txt is empty)"
+
+
+def read_run(path: Path, metrics_tail_bytes: int | None = None) -> Run:
+    """Read one run folder (any of its files may be missing); see :func:`read_metrics` for the tail."""
+    path = Path(path)
+    overrides = _read_yaml(path / OVERRIDES) or []
+    config = _read_yaml(path / CONFIG)
+    summary = None
+    try:
+        summary = json.loads((path / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        pass
+    return Run(
+        path=path,
+        overrides=dict(parse_override(str(o)) for o in overrides),
+        config=config if isinstance(config, dict) else {},
+        requested=_read_requested(path / REQUESTED_CONFIG),
+        rows=read_metrics(path / METRICS, metrics_tail_bytes),
+        summary=summary if isinstance(summary, dict) else None,
+        error=last_line(path / ERROR) if _current_error(path) else None,
+    )
+
+
+def _current_error(path: Path) -> bool:
+    """Whether ``error.txt`` belongs to the job's latest attempt.
+
+    A re-launched sweep re-runs a failed job in the same folder; if that attempt finishes, its
+    ``summary.json`` is newer than the old ``error.txt``, which then no longer describes the run.
+    """
+    try:
+        error_mtime = (path / ERROR).stat().st_mtime
+    except OSError:
+        return False
+    try:
+        return error_mtime >= (path / SUMMARY).stat().st_mtime
+    except OSError:
+        return True
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / OVERRIDES).is_file() or (path / METRICS).is_file()
+
+
+def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
+    """Every run folder at or below ``roots`` (a sweep folder, a single run, or a folder of sweeps), in natural order."""
+    found: set[Path] = set()
+    for root in roots:
+        root = Path(root)
+        if is_run_dir(root):
+            found.add(root.resolve())
+            continue
+        if not root.is_dir():
+            continue
+        stack = [root]
+        while stack:
+            d = stack.pop()
+            for child in d.iterdir():
+                if not child.is_dir() or child.name in _SKIP_DIRS:
+                    continue
+                if is_run_dir(child):
+                    found.add(child.resolve())
+                else:
+                    stack.append(child)
+    return sorted(found, key=_natural_key)
+
+
+def load_runs(roots: Iterable[Path]) -> tuple[list[Run], list[tuple[Run, str]]]:
+    """``(usable, skipped)`` runs below ``roots``, each skipped one with its reason; raises :class:`NoRunsError`
+    if there is no run folder.
+
+    A run is skipped when it failed, its overrides do not match its data, it has no ``summary.json`` (it
+    did not finish) or no metrics rows, or it repeats an earlier run's config *and* seed (a reused folder:
+    counting it would count one seed twice).
+    """
+    roots = [Path(r) for r in roots]
+    dirs = find_run_dirs(roots)
+    if not dirs:
+        raise NoRunsError(
+            f"no run folders (with {OVERRIDES} or {METRICS}) under {', '.join(str(r) for r in roots)}"
+        )
+    usable: list[Run] = []
+    skipped: list[tuple[Run, str]] = []
+    first_of: dict[tuple[Any, ...], Run] = {}
+    for run in map(read_run, dirs):
+        if run.problem is not None:
+            skipped.append((run, run.problem))
+            continue
+        same = (run.setting(), run.seed)
+        if same in first_of and run.config:
+            skipped.append((run, f"same config and seed as {display_path(first_of[same].path)} (counted once)"))
+            continue
+        first_of[same] = run
+        usable.append(run)
+    return usable, skipped
+
+
+def load_complete_runs(roots: Sequence[Path]) -> tuple[list[Run], list[tuple[Run, str]]]:
+    """:func:`load_runs` for the reports: :class:`NoRunsError` also when no run is usable, and each
+    skipped run reported on stderr."""
+    runs, skipped = load_runs(roots)
+    if not runs:
+        raise NoRunsError(
+            f"no complete runs under {', '.join(map(str, roots))} ({len(skipped)} skipped: "
+            f"{'; '.join(f'{r.path.name}: {why}' for r, why in skipped)})"
+        )
+    for r, why in skipped:
+        print(f"skipped {display_path(r.path)}: {why}", file=sys.stderr)
+    return runs, skipped
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (reports stay machine-independent)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# -- variants -------------------------------------------------------------------------------------------
+
+#: ``{task: {label: runs}}``
+Groups = dict[str, dict[str, list[Run]]]
+
+
+def is_label_override(key: str) -> bool:
+    return key not in NON_LABEL_OVERRIDES and not key.startswith(NON_LABEL_PREFIXES)
+
+
+def _override_value(runs: Sequence[Run], key: str) -> str:
+    values = sorted({r.overrides.get(key, "(default)") for r in runs})
+    return "|".join(values)
+
+
+def _labels(sets: list[tuple[str, list[Run]]]) -> list[str]:
+    """A label per ``(task, runs)`` set: the overrides whose values differ between the sets; where two sets of
+    one task would still share a label, the config keys that differ between them are added."""
+    keys = sorted({k for _, runs in sets for r in runs for k in r.overrides if is_label_override(k)})
+    differing = [k for k in keys if len({_override_value(runs, k) for _, runs in sets}) > 1]
+    labels = [", ".join(f"{k}={_override_value(runs, k)}" for k in differing) for _, runs in sets]
+    collisions: dict[tuple[str, str], list[int]] = {}
+    for i, (task, _) in enumerate(sets):
+        collisions.setdefault((task, labels[i]), []).append(i)
+    for members in (m for m in collisions.values() if len(m) > 1):
+        settings = [dict(sets[i][1][0].setting()) for i in members]
+        config_keys = sorted({k for s in settings for k in s if len({s.get(k) for s in settings}) > 1})
+        for i, s in zip(members, settings):
+            extra = ", ".join(f"{k}={json.loads(s[k]) if k in s else '(absent)'}" for k in config_keys)
+            labels[i] = f"{labels[i]}, {extra}" if labels[i] else extra
+    return [label or "all runs" for label in labels]
+
+
+def group_runs(runs: Sequence[Run]) -> Groups:
+    """``{task: {label: [runs]}}``: runs with the same :meth:`Run.setting` (config equal but for the seed and
+    :data:`NOT_LEARNING_KEYS`) pooled, tasks sorted, variants and runs in the order first seen.
+
+    E.g. runs of ``algo=npg,trpo seed=0,1`` are labelled ``algo=npg`` and ``algo=trpo``. A key that a
+    run does not override counts as its own value (``key=(default)``); a smoke run beside a full run
+    is its own group (``debug=smoke``). If only the seed differs, the label is ``all runs``.
+    """
+    by_setting: dict[tuple[str, tuple[tuple[str, str], ...]], list[Run]] = {}
+    for r in runs:
+        by_setting.setdefault((r.task, r.setting()), []).append(r)
+    sets = [(task, rs) for (task, _), rs in by_setting.items()]
+    grouped: Groups = {}
+    for (task, rs), label in zip(sets, _labels(sets)):
+        grouped.setdefault(task, {})[label] = rs
+    return {task: grouped[task] for task in sorted(grouped)}
+
+
+def labels_by_path(groups: Groups) -> dict[Path, str]:
+    """The label of each run's group, by run folder."""
+    return {r.path: label for variants in groups.values() for label, rs in variants.items() for r in rs}
+
+
+def pooling_warnings(groups: Groups) -> list[str]:
+    """One line per task whose groups differ in budget (``total_env_steps``) or debug settings (``debug=``):
+    such groups are shown side by side, never pooled, and the reader should know they are not comparable."""
+    warnings = []
+    for task, variants in groups.items():
+        runs = [r for rs in variants.values() for r in rs]
+        budgets = sorted({str(r.config.get("total_env_steps", "?")) for r in runs})
+        debug = sorted({r.overrides.get("debug", "none") for r in runs})
+        parts = ([f"budgets total_env_steps ∈ {{{', '.join(budgets)}}}"] if len(budgets) > 1 else []) + (
+            [f"debug ∈ {{{', '.join(debug)}}}"] if len(debug) > 1 else [])
+        if parts:
+            warnings.append(f"warning: {task}: runs differ in {' and '.join(parts)}; shown as separate groups, not pooled")
+    return warnings
