@@ -194,7 +194,7 @@ def test_sigusr2_checkpoints_after_the_update_in_flight_then_hands_over_to_the_p
     before = signal.signal(signal.SIGUSR2, submitit_like)
     try:
         with pytest.raises(SystemExit):
-            trainer.train()
+            trainer.run_updates()
     finally:
         signal.signal(signal.SIGUSR2, before)
         trainer.collector.envs.close()
