@@ -13,7 +13,7 @@ import torch
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import InProcessVectorEnv, ObservationNormalizer, RewardScaler
 from trpo_lab.evaluate import paired_evaluation
-from trpo_lab.logging import ConsoleProgress, JsonlSink
+from trpo_lab.sinks import ConsoleProgress, JsonlSink
 from trpo_lab.metrics import PolicyUpdateStats
 from trpo_lab.policies import GaussianPolicy, ValueFunction
 from trpo_lab.rollout import RolloutCollector
@@ -83,7 +83,7 @@ def _train(tmp_path, shifts, log_std=-20.0, paired_every=1, warmup=0, normalize_
         evaluation=Evaluation(paired_envs=_envs(3), paired_every=paired_every), normalizer_warmup=warmup,
     )
     trainer.sinks = Sinks(jsonl=JsonlSink(tmp_path / "metrics.jsonl"), console=ConsoleProgress(trainer.total_env_steps, "off"))
-    trainer.train()
+    trainer.run_updates()
     return [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()], trainer
 
 

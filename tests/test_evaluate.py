@@ -93,3 +93,67 @@ def test_evaluate_policy_on_vector_env_matches_single_env(pendulum_run):
     b = evaluate_policy(policy, envs, seed=11, obs_normalizer=norm)
     envs.close()
     assert a == b and len(a) == 2
+
+
+def _pygame_installed() -> bool:
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_video_of_a_classic_control_env_without_pygame_says_why(tmp_path, capsys):
+    if _pygame_installed():
+        pytest.skip("pygame is installed here")
+    from hydra import compose, initialize_config_dir
+
+    from helpers import CONF_DIR
+    from trpo_lab.evaluate import main
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        run(compose("train", overrides=["env=cartpole", "debug=smoke"]), tmp_path)
+    assert main([str(tmp_path), "--episodes", "1", "--video", "--no-wandb"]) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "no video" in ln]
+    assert len(err) == 1 and err[0].endswith(
+        'no video: CartPole-v1 cannot render: pygame is not installed, run `pip install "gymnasium[classic-control]"`')
+    assert not (tmp_path / "video.gif").exists()
+
+
+@pytest.mark.slow
+def test_video_into_a_read_only_folder_says_why(pendulum_run, tmp_path):
+    if not _egl_available():
+        pytest.skip("no EGL renderer on this machine")
+    run_dir = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(pendulum_run, run_dir)
+    (run_dir / "video.gif").unlink(missing_ok=True)  # another test may have made one
+    if os.geteuid() != 0:
+        run_dir.chmod(0o555)
+        cmd = [sys.executable, "-m", "trpo_lab.evaluate", str(run_dir), "--episodes", "1", "--video", "--no-wandb"]
+    else:  # root writes through permission bits: make the folder's writes fail as a read-only one does
+        cmd = [sys.executable, "-c",
+               "import errno, sys, tempfile; from trpo_lab import evaluate\n"
+               "def refuse(*a, **k): raise PermissionError(errno.EACCES, 'Permission denied')\n"
+               "tempfile.mkdtemp = tempfile.mkstemp = refuse\n"
+               f"sys.exit(evaluate.main([{str(run_dir)!r}, '--episodes', '1', '--video', '--no-wandb']))"]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MUJOCO_GL": "egl"})
+    run_dir.chmod(0o755)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"no video: video folder='{run_dir}' is invalid: {run_dir} is not writable (Permission denied)")
+    assert not (run_dir / "video.gif").exists()
+
+
+def test_evaluate_with_a_broken_mujoco_renderer_says_why(pendulum_run):
+    probe = subprocess.run([sys.executable, "-c", "import mujoco"], capture_output=True,
+                           env={**os.environ, "MUJOCO_GL": "osmesa"})
+    if probe.returncode == 0:
+        pytest.skip("OSMesa is installed here")
+    out = _evaluate(pendulum_run, "--episodes", "1", "--video", env={"MUJOCO_GL": "osmesa"})
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("error: MUJOCO_GL=osmesa is invalid here: mujoco cannot load that renderer")
+    assert "install OSMesa" in lines[0]

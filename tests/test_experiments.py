@@ -175,29 +175,35 @@ def test_joblib_multirun_of_a_preset_reuses_workers_without_leaking_state(compos
     assert (sweep_summary["ok"], sweep_summary["failed"], sweep_summary["incomplete"]) == (3, 0, 0)
 
 
+#: a valid sweep whose job with ``+env.kwargs.g=nan`` fails while training (every input check passes)
+FAILS_AT_RUNTIME = ["env=pendulum", "debug=smoke", "max_consecutive_skips=1"]
+RUNTIME_ERROR = "1 consecutive updates were skipped (last reason: non-finite advantages)"
+
+
 @pytest.mark.slow
 def test_a_failing_job_does_not_lose_the_others_is_summarised_and_fails_the_sweep(tmp_path):
-    # submitit_local (every job is its own process, started at once); the second job's env id does not exist.
+    # submitit_local (every job is its own process, started at once); the second job fails while training:
+    # gravity NaN makes every observation non-finite, so its first update is skipped and, with
+    # max_consecutive_skips=1, the run stops (bad *input* would be refused before any job starts: test_bad_inputs).
     # Contract with trpo_lab/train.py: in MULTIRUN a job's exception goes into its error.txt (with the
     # traceback) and the job returns; at the end the sweep summary lists it and the sweep exits 1.
     sweep = tmp_path / "sweep"
-    res = _multirun(sweep, "env=cartpole", "debug=smoke", "env.id=CartPole-v1,NoSuchEnv-v0",
-                    "hydra/launcher=submitit_local")
+    res = _multirun(sweep, *FAILS_AT_RUNTIME, "+env.kwargs.g=10.0,nan", "hydra/launcher=submitit_local")
     assert res.returncode == 1, res.stderr[-3000:]
     assert "error: 1 of 2 jobs are not ok" in res.stderr
-    jobs = _jobs(sweep, "env.id")
-    good, bad = jobs["CartPole-v1"], jobs["NoSuchEnv-v0"]
+    jobs = _jobs(sweep, "+env.kwargs.g")
+    good, bad = jobs["10.0"], jobs["nan"]
     good_summary = json.loads((good / "summary.json").read_text())
     assert good_summary["env_steps"] == 2048 and not (good / "error.txt").exists()
     error = (bad / "error.txt").read_text()
-    assert "Traceback" in error and "NoSuchEnv-v0" in error and not (bad / "summary.json").exists()
+    assert "Traceback" in error and RUNTIME_ERROR in error and not (bad / "summary.json").exists()
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert (summary["jobs_total"], summary["ok"], summary["failed"], summary["incomplete"]) == (2, 1, 1, 0)
     by_status = {j["status"]: j for j in summary["jobs"]}
     assert by_status["ok"]["final_return"] == good_summary["final_return"]
-    assert sorted(by_status["ok"]["overrides"]) == ["debug=smoke", "env.id=CartPole-v1", "env=cartpole"]
-    assert "NoSuchEnv-v0" in by_status["failed"]["error"] and by_status["failed"]["final_return"] is None
-    assert "NoSuchEnv-v0" in (sweep / "sweep_summary.md").read_text()
+    assert sorted(by_status["ok"]["overrides"]) == sorted(["env.kwargs.g=10.0", *FAILS_AT_RUNTIME])
+    assert RUNTIME_ERROR in by_status["failed"]["error"] and by_status["failed"]["final_return"] is None
+    assert RUNTIME_ERROR in (sweep / "sweep_summary.md").read_text()
 
 
 def test_slurm_launcher_config_extends_submitit_slurm(compose):
@@ -213,10 +219,10 @@ def test_a_failed_batch_does_not_cancel_the_next_and_the_sweep_exits_1(tmp_path)
     # The basic launcher, one job per batch. Hydra's sweeper re-raises a failed job's exception after its batch,
     # which would cancel every later batch; a job therefore records its own failure and the sweep fails at the end.
     sweep = tmp_path / "sweep"
-    res = _multirun(sweep, "env=cartpole", "debug=smoke", "env.id=NoSuchEnv-v0,CartPole-v1", "hydra.sweeper.max_batch_size=1")
+    res = _multirun(sweep, *FAILS_AT_RUNTIME, "+env.kwargs.g=nan,10.0", "hydra.sweeper.max_batch_size=1")
     assert res.returncode == 1, res.stderr[-3000:]
-    jobs = _jobs(sweep, "env.id")
-    assert json.loads((jobs["CartPole-v1"] / "summary.json").read_text())["env_steps"] == 2048
+    jobs = _jobs(sweep, "+env.kwargs.g")
+    assert json.loads((jobs["10.0"] / "summary.json").read_text())["env_steps"] == 2048
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert [summary[k] for k in ("jobs_total", "ok", "failed", "mismatch", "incomplete")] == [2, 1, 1, 0, 0]
     assert "error: 1 of 2 jobs are not ok" in res.stderr

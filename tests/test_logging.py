@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trpo_lab.logging import resolve_wandb_mode
+from trpo_lab.sinks import resolve_wandb_mode
 from trpo_lab.train import run
 
 WANDB = str(Path(sys.executable).parent / "wandb")

@@ -151,7 +151,7 @@ def test_nan_advantages_are_skipped_and_repeated_ones_stop_the_run(compose, tmp_
                    "max_consecutive_skips=3"])
     trainer = build_trainer(cfg, tmp_path)
     with pytest.raises(TrainingDiverged, match="3 consecutive updates were skipped"):
-        trainer.train()
+        trainer.run_updates()
     rows = _rows(tmp_path)
     assert [r["step/skipped"] for r in rows] == [0, 0, 1, 1, 1]
     assert all("non-finite advantages" in r["step/skipped_reason"] for r in rows[2:])
@@ -215,3 +215,39 @@ def test_unknown_algo_lists_the_presets(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "Could not find 'algo/trpo2'" in out.stderr and "trpo_no_ls" in out.stderr
+
+
+def test_resume_restores_the_saved_state_values(compose, tmp_path):
+    """Normaliser, reward scaler, critic optimiser, networks and torch RNG come back with the saved values."""
+    run(compose(["env=pendulum", "debug=smoke"]), tmp_path)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert np.any(np.asarray(saved["obs_normalizer"]["mean"]) != 0)  # not the defaults: the comparison means something
+    torch.manual_seed(12345)  # any RNG state other than the saved one
+    trainer = build_trainer(compose(["env=pendulum", "debug=smoke", "total_env_steps=4096"]), tmp_path)
+    try:
+        rms = trainer.obs_normalizer.rms
+        np.testing.assert_array_equal(rms.mean, saved["obs_normalizer"]["mean"])
+        np.testing.assert_array_equal(rms.var, saved["obs_normalizer"]["var"])
+        assert rms.count == saved["obs_normalizer"]["count"]
+        x = np.asarray([[1.0, -2.0, 0.5]])
+        expected = (x - np.asarray(saved["obs_normalizer"]["mean"])) / np.sqrt(np.asarray(saved["obs_normalizer"]["var"]) + 1e-8)
+        np.testing.assert_allclose(trainer.obs_normalizer.normalize(x), expected, rtol=1e-5)
+        scaler = trainer.reward_scaler
+        np.testing.assert_array_equal(scaler.rms.mean, saved["reward_scaler"]["rms"]["mean"])
+        np.testing.assert_array_equal(scaler.rms.var, saved["reward_scaler"]["rms"]["var"])
+        np.testing.assert_array_equal(scaler.ret, saved["reward_scaler"]["ret"])
+        assert np.any(scaler.ret != 0)
+        opt = trainer.critic_fitter.optimizer.state_dict()["state"]
+        assert opt.keys() == saved["critic_optimizer"]["state"].keys() and opt
+        for k, s in saved["critic_optimizer"]["state"].items():
+            for name, v in s.items():
+                assert torch.equal(torch.as_tensor(opt[k][name]), torch.as_tensor(v)), (k, name)
+        for net, key in ((trainer.policy, "policy"), (trainer.critic, "critic")):
+            for name, v in net.state_dict().items():
+                assert torch.equal(v, saved[key][name]), (key, name)
+        assert torch.equal(torch.get_rng_state(), saved["torch_rng"])
+        assert (trainer.updates, trainer.env_steps) == (saved["updates"], saved["env_steps"]) == (4, 2048)
+    finally:
+        trainer.sinks.close()
+        trainer.collector.envs.close()
+        trainer.evaluation.close()

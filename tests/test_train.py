@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from trpo_lab.config import ConfigError
-from trpo_lab.envs import UnknownEnvError
 from trpo_lab.train import build_trainer, run
 
 TIMING = ("time/", "perf/")
@@ -79,7 +78,7 @@ def test_npg_step_size_must_be_positive(compose, tmp_path):
 
 
 def test_unknown_env_lists_close_matches(compose, tmp_path):
-    with pytest.raises(UnknownEnvError, match="Hopper-v5"):
+    with pytest.raises(ConfigError, match="Hopper-v5"):
         build_trainer(compose(["env.id=Hoper-v5"]), tmp_path)
 
 

@@ -5,11 +5,12 @@ A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so it
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from trpo_lab.files import write_atomic
 
 CHECKPOINT = "checkpoint.pt"
 REQUIRED_KEYS = ("policy", "critic", "critic_optimizer", "obs_normalizer", "reward_scaler", "env_steps", "updates")
@@ -19,15 +20,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupt or not a trpo-lab checkpoint."""
 
 
-def save_atomic(state: dict[str, Any], path: Path) -> Path:
-    """Write ``state`` to ``path`` via a temp file and a rename, so a kill mid-write keeps the old file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+def write_checkpoint(state: dict[str, Any], path: Path) -> Path:
+    """Write ``state`` to ``path`` atomically (:func:`~trpo_lab.files.write_atomic`): a kill mid-write keeps the old file."""
+    return write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

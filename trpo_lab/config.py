@@ -1,76 +1,450 @@
-"""Checks on the composed config, run before any env, network or W&B run is made.
+"""The config schema: one dataclass per config group, checked before any folder, env or W&B run is made.
 
-Each error names the key, its value and what is allowed, so a typo in a sweep fails in
-milliseconds instead of hours into a job.
+Each field's annotation is its type and its ``key(...)`` metadata its allowed range, so every rule
+is written once, here. :func:`validate` walks the composed config against :class:`TrainConfig`:
+unknown keys, wrong types and out-of-range values all raise :class:`ConfigError` with one line
+that names the key, the value and what is allowed. Integers may be written in float notation
+(``total_env_steps=1e6``) when the value is a whole number; they are stored back as ``int``.
+
+Library classes (the solver, step rules, line search) check their arguments through
+:func:`check_args`, which applies the same field rules.
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import math
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 class ConfigError(ValueError):
-    pass
+    """An input (config value, env, run folder, CLI argument) is not allowed: exit code 2."""
 
 
-def _get(cfg: DictConfig, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        if part not in node:
-            raise ConfigError(f"{key} is missing from the config")
-        node = node[part]
-    return node
+@dataclass(frozen=True)
+class Range:
+    """A value range: ``ok(value)`` and its description for the error message."""
+
+    ok: Callable[[Any], bool]
+    allowed: str
 
 
-def _check(cfg: DictConfig, key: str, ok, allowed: str) -> None:
-    value = _get(cfg, key)
-    try:
-        good = ok(value)
-    except TypeError:
-        good = False
-    if not good:
-        raise ConfigError(f"{key}={value!r} is invalid: must be {allowed}")
+def at_least(lo: float, note: str = "") -> Range:
+    return Range(lambda v: v >= lo, f"≥ {lo}" + (f" ({note})" if note else ""))
+
+
+def interval(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> Range:
+    def ok(v: float) -> bool:
+        return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+
+    return Range(ok, f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
+
+
+POSITIVE = Range(lambda v: v > 0, "> 0")
+
+
+def key(rng: Range | None = None, default: Any = None) -> Any:
+    """A schema field whose value must also lie in ``rng``."""
+    return field(default=default, metadata={"range": rng})
+
+
+# -- the schema --------------------------------------------------------------------------------------
+
+
+@dataclass
+class PairedEvalConfig:
+    every: int = key(at_least(0, "0: off"))
+    episodes: int = key(at_least(2, "for a standard error"))
+
+
+@dataclass
+class EvalConfig:
+    every: int = key(at_least(0, "0: off"))
+    episodes: int = key(at_least(1))
+    seed_offset: int = key(at_least(0))
+    paired: PairedEvalConfig = key()
+
+
+@dataclass
+class RolloutConfig:
+    num_envs: int = key(at_least(1))
+    batch_size: int = key(at_least(1))
+    gamma: float = key(interval(0, 1))
+    gae_lambda: float = key(interval(0, 1))
+    normalize_obs: bool = key()
+    normalizer_warmup: int = key(at_least(0, "0: off"))
+    normalize_reward: bool = key()
+    vector_env: Literal["inprocess", "gymnasium"] = key()
+    numpy_actor: bool = key()
+
+
+@dataclass
+class KLScaledStepConfig:
+    TARGET: ClassVar[str] = "trpo_lab.natural.step_rules.KLScaledStep"
+    _target_: str = key()
+    max_kl: float = key(POSITIVE)
+    curvature: Literal["damped", "undamped"] = key(default="damped")
+
+
+@dataclass
+class FixedStepConfig:
+    TARGET: ClassVar[str] = "trpo_lab.natural.step_rules.FixedStep"
+    _target_: str = key()
+    step_size: float = key(POSITIVE)
+
+
+@dataclass
+class BacktrackingLineSearchConfig:
+    TARGET: ClassVar[str] = "trpo_lab.natural.line_search.BacktrackingLineSearch"
+    _target_: str = key()
+    max_kl: float = key(POSITIVE)
+    constraint: Literal["mean", "max"] = key()
+    backtrack_coef: float = key(interval(0, 1, lo_open=True, hi_open=True))
+    max_backtracks: int = key(at_least(1))
+    accept_ratio: float = key(at_least(0))
+
+
+@dataclass
+class NoLineSearchConfig:
+    TARGET: ClassVar[str] = "trpo_lab.natural.line_search.NoLineSearch"
+    _target_: str = key()
+
+
+@dataclass
+class AnalyticFisherConfig:
+    TARGET: ClassVar[str] = "trpo_lab.natural.fisher.AnalyticFisher"
+    _target_: str = key()
+    subsample: float = key(interval(0, 1, lo_open=True))
+    method: Literal["jmj", "double_backprop"] = key()
+
+
+@dataclass
+class EmpiricalFisherConfig:
+    TARGET: ClassVar[str] = "trpo_lab.natural.fisher.EmpiricalFisher"
+    _target_: str = key()
+    subsample: float = key(interval(0, 1, lo_open=True))
+
+
+@dataclass
+class ConjugateGradientConfig:
+    TARGET: ClassVar[str] = "trpo_lab.natural.cg.ConjugateGradient"
+    _target_: str = key()
+    iters: int = key(at_least(1))
+    damping: float = key(at_least(0))
+    residual_tol: float = key(at_least(0))
+
+
+@dataclass
+class AlgoConfig:
+    # the algo-level keys first: the sub-configs interpolate max_kl and constraint, and an error
+    # should name the key the user wrote
+    max_kl: float = key(POSITIVE)
+    kl_direction: Literal["old_new", "new_old"] = key()
+    constraint: Literal["mean", "max"] = key()
+    normalize_advantages: bool = key()
+    step_rule: KLScaledStepConfig | FixedStepConfig = key()
+    line_search: BacktrackingLineSearchConfig | NoLineSearchConfig = key()
+    fisher: AnalyticFisherConfig | EmpiricalFisherConfig = key()
+    solver: ConjugateGradientConfig = key()
+
+
+@dataclass
+class EnvConfig:
+    id: str = key()
+    kwargs: dict[str, Any] = key()  # checked by making the env: see check_env
+
+
+@dataclass
+class PolicyConfig:
+    hidden_sizes: list[int] = key(at_least(1))
+    activation: Literal["tanh", "relu", "elu"] = key()
+    log_std_init: float = key()
+
+
+@dataclass
+class CriticConfig:
+    hidden_sizes: list[int] = key(at_least(1))
+    activation: Literal["tanh", "relu", "elu"] = key()
+    lr: float = key(POSITIVE)
+    epochs: int = key(at_least(1))
+    minibatch_size: int = key(at_least(1))
+    implementation: Literal["fused", "autograd"] = key()
+
+
+@dataclass
+class WandbConfig:
+    mode: Literal["auto", "online", "offline", "disabled"] = key()
+    project: str = key()
+    entity: str | None = key()
+    group: str | None = key()
+    tags: list[str] = key()
+    init_timeout: float = key(POSITIVE)
+    silent: bool = key()
+
+
+@dataclass
+class LoggerConfig:
+    console: Literal["auto", "bar", "lines", "off"] = key()
+    console_every: int = key(at_least(1))
+    wandb: WandbConfig = key()
+
+
+RESUME_MODES = ("auto", "overwrite")
+RESUME_ALLOWED = "true, false, auto, overwrite or a run folder"
+
+
+@dataclass
+class TrainConfig:
+    seed: int = key(at_least(0))
+    total_env_steps: int = key(at_least(1))
+    torch_threads: int = key(at_least(0, "0 leaves torch's default"))
+    checkpoint_every: int = key(at_least(0, "0: only at the end"))
+    collapse_share: float = key(POSITIVE)
+    resume: bool | str = key(Range(lambda v: isinstance(v, bool) or v in RESUME_MODES or bool(v), RESUME_ALLOWED))
+    max_consecutive_skips: int = key(at_least(1))
+    eval: EvalConfig = key()
+    rollout: RolloutConfig = key()
+    algo: AlgoConfig = key()
+    env: EnvConfig = key()
+    policy: PolicyConfig = key()
+    critic: CriticConfig = key()
+    logger: LoggerConfig = key()
+
+
+@dataclass
+class EvaluateArgs:
+    """The arguments of ``python -m trpo_lab.evaluate``."""
+
+    episodes: int = key(at_least(1))
+    seed: int = key(at_least(0))
+
+
+# -- checking ----------------------------------------------------------------------------------------
+
+_NUMBER = (int, float)
+
+
+def _fail(path: str, value: Any, allowed: str) -> ConfigError:
+    shown = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
+    return ConfigError(f"{path}={shown!r} is invalid: must be {allowed}")
+
+
+def _check_type(path: str, value: Any, tp: Any) -> Any:
+    """``value`` checked against the annotation ``tp`` (and coerced: 1e6 → 1000000 for an int)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _fail(path, value, "true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, _NUMBER):
+            raise _fail(path, value, "an integer")
+        if isinstance(value, float):
+            if not (math.isfinite(value) and value.is_integer()):
+                raise _fail(path, value, "an integer")
+            return int(value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
+            raise _fail(path, value, "a finite number")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise _fail(path, value, "a string")
+        return value
+    if origin is Literal:
+        if value not in args:
+            raise _fail(path, value, "one of " + ", ".join(map(str, args)))
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if all(dataclasses.is_dataclass(a) for a in args):  # a variant group: _check_node picks the schema
+            if not isinstance(value, (dict, DictConfig)):
+                raise _fail(path, value, "a mapping")
+            return value
+        if bool in args and isinstance(value, bool):
+            return value
+        rest = [a for a in args if a not in (type(None), bool)]
+        return _check_type(path, value, rest[0])
+    if origin is list:
+        if not isinstance(value, (list, ListConfig)):
+            raise _fail(path, value, f"a list of {args[0].__name__}")
+        return [_check_type(f"{path}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if origin is dict or dataclasses.is_dataclass(tp):
+        if not isinstance(value, (dict, DictConfig)):
+            raise _fail(path, value, "a mapping")
+        return value
+    raise TypeError(f"schema annotation {tp!r} of {path} is not handled")  # a bug in this module, not input
+
+
+def _schema_for(path: str, node: Any, tp: Any) -> type:
+    """The dataclass that describes ``node``: ``tp`` itself, or the variant whose TARGET is ``node._target_``."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    variants = {a.TARGET: a for a in typing.get_args(tp)}
+    target = node.get("_target_") if isinstance(node, (dict, DictConfig)) else None
+    if target not in variants:
+        raise _fail(f"{path}._target_", target, "one of " + ", ".join(variants))
+    return variants[target]
+
+
+def _check_range(path: str, value: Any, rng: Range | None, tp: Any) -> None:
+    if rng is None:
+        return
+    whole = tp is int or typing.get_args(tp) == (int,)
+    allowed = f"an integer {rng.allowed}" if whole else rng.allowed
+    for i, v in enumerate(value if isinstance(value, list) else [value]):
+        if not rng.ok(v):
+            raise _fail(path if not isinstance(value, list) else f"{path}[{i}]", v, allowed)
+
+
+def _check_node(path: str, node: DictConfig, schema: type) -> None:
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for name in node:
+        if name not in fields:
+            where = path or "the config"
+            raise ConfigError(f"{_join(path, name)} is not a config key of {where} (known: {', '.join(fields)})")
+    for name, f in fields.items():
+        sub = _join(path, name)
+        if name not in node:
+            raise ConfigError(f"{sub} is missing from the config")
+        tp = hints[name]
+        raw = node[name]
+        value = _check_type(sub, raw, tp)
+        if isinstance(raw, DictConfig) and not typing.get_origin(tp) is dict:
+            _check_node(sub, raw, _schema_for(sub, raw, tp))
+            continue
+        _check_range(sub, value, f.metadata.get("range"), tp)
+        if value is not raw and not OmegaConf.is_interpolation(node, name) and not isinstance(value, list):
+            node[name] = value  # store 1e6 as 1000000
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first invalid value."""
-    num = (int, float)
-    _check(cfg, "algo.max_kl", lambda v: isinstance(v, num) and v > 0, "> 0")
-    _check(cfg, "algo.kl_direction", lambda v: v in ("old_new", "new_old"), "'old_new' or 'new_old'")
-    _check(cfg, "algo.constraint", lambda v: v in ("mean", "max"), "'mean' or 'max'")
-    _check(cfg, "rollout.gamma", lambda v: isinstance(v, num) and 0 <= v <= 1, "in [0, 1]")
-    _check(cfg, "rollout.gae_lambda", lambda v: isinstance(v, num) and 0 <= v <= 1, "in [0, 1]")
-    _check(cfg, "rollout.num_envs", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
-    n = cfg.rollout.num_envs
-    _check(cfg, "rollout.batch_size", lambda v: isinstance(v, int) and v >= n, f"an integer ≥ rollout.num_envs ({n})")
-    _check(cfg, "rollout.batch_size", lambda v: v % n == 0, f"a multiple of rollout.num_envs ({n})")
-    b = cfg.rollout.batch_size
-    _check(cfg, "total_env_steps", lambda v: isinstance(v, int) and v >= b, f"an integer ≥ rollout.batch_size ({b})")
-    _check(cfg, "torch_threads", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0 leaves torch's default)")
-    _check(cfg, "seed", lambda v: isinstance(v, int), "an integer")
-    _check(cfg, "checkpoint_every", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0: only at the end)")
-    _check(cfg, "max_consecutive_skips", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
-    _check(cfg, "collapse_share", lambda v: isinstance(v, num) and v > 0, "> 0")
-    _check(cfg, "resume", lambda v: v in (True, False, "auto") or isinstance(v, str), "true, false, auto or a run folder")
-    _check(cfg, "eval.every", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0: off)")
-    _check(cfg, "eval.episodes", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
-    _check(cfg, "eval.paired.every", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0: off)")
-    _check(cfg, "eval.paired.episodes", lambda v: isinstance(v, int) and v >= 2, "an integer ≥ 2 (for a standard error)")
-    _check(cfg, "rollout.normalizer_warmup", lambda v: isinstance(v, int) and v >= 0, "an integer ≥ 0 (0: off)")
+    """Check every key of the training config (types, ranges, cross-key rules); raise :class:`ConfigError`.
+
+    Environment-level checks (the id is registered, ``env.kwargs`` are accepted, its dependencies
+    and renderer load) are :func:`check_env`.
+    """
+    _check_node("", cfg, TrainConfig)
+    n, b = cfg.rollout.num_envs, cfg.rollout.batch_size
+    if b < n or b % n:
+        raise _fail("rollout.batch_size", b, f"a multiple of rollout.num_envs ({n}), at least {n}")
+    if cfg.total_env_steps < b:
+        raise _fail("total_env_steps", cfg.total_env_steps, f"≥ rollout.batch_size ({b})")
     w = cfg.rollout.normalizer_warmup if cfg.rollout.normalize_obs else 0
-    _check(cfg, "total_env_steps", lambda v: v >= w + b,
-           f"≥ rollout.normalizer_warmup + rollout.batch_size ({w} + {b}): the warm-up counts toward it")
-    ls = cfg.algo.line_search
-    if "backtrack_coef" in ls:
-        _check(cfg, "algo.line_search.backtrack_coef", lambda v: 0 < v < 1, "in (0, 1)")
-        _check(cfg, "algo.line_search.max_backtracks", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
-    if "curvature" in cfg.algo.step_rule:
-        _check(cfg, "algo.step_rule.curvature", lambda v: v in ("damped", "undamped"), "'damped' or 'undamped'")
-    if "step_size" in cfg.algo.step_rule:
-        _check(cfg, "algo.step_rule.step_size", lambda v: isinstance(v, num) and v > 0, "> 0")
-    _check(cfg, "algo.solver.iters", lambda v: isinstance(v, int) and v >= 1, "an integer ≥ 1")
-    _check(cfg, "algo.solver.damping", lambda v: isinstance(v, num) and v >= 0, "≥ 0")
-    _check(cfg, "rollout.vector_env", lambda v: v in ("inprocess", "gymnasium"), "'inprocess' or 'gymnasium'")
-    _check(cfg, "critic.implementation", lambda v: v in ("fused", "autograd"), "'fused' or 'autograd'")
-    _check(cfg, "algo.fisher.subsample", lambda v: isinstance(v, num) and 0 < v <= 1, "in (0, 1]")
+    if cfg.total_env_steps < w + b:
+        raise _fail("total_env_steps", cfg.total_env_steps,
+                    f"≥ rollout.normalizer_warmup + rollout.batch_size ({w} + {b}): the warm-up counts toward it")
+
+
+def check_values(schema: type, values: dict[str, Any], name: Callable[[str], str]) -> dict[str, Any]:
+    """Check ``values`` against the fields of ``schema``; ``name(field)`` is how a message names it.
+    Returns the values, coerced (1e6 → 1000000 for integers)."""
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    out = {}
+    for field_name, value in values.items():
+        shown = name(field_name)
+        out[field_name] = _check_type(shown, value, hints[field_name])
+        _check_range(shown, out[field_name], fields[field_name].metadata.get("range"), hints[field_name])
+    return out
+
+
+def check_args(prefix: str, cls: type, **values: Any) -> None:
+    """Check a library class's constructor arguments with the schema's rules for ``cls`` (found by its
+    ``_target_`` path); ``prefix`` is the config path the message names (e.g. ``algo.solver``)."""
+    target = f"{cls.__module__}.{cls.__qualname__}"
+    schema = next(s for s in _all_schemas(TrainConfig) if getattr(s, "TARGET", None) == target)
+    check_values(schema, values, lambda n: _join(prefix, n))
+
+
+def _all_schemas(schema: type) -> list[type]:
+    out = [schema]
+    for tp in typing.get_type_hints(schema).values():
+        for t in (tp, *typing.get_args(tp)):
+            if dataclasses.is_dataclass(t):
+                out += _all_schemas(t)
+    return out
+
+
+# -- checks that need the outside world ----------------------------------------------------------------
+
+
+def check_env(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Make one env with ``kwargs`` and close it, turning each way that fails into one :class:`ConfigError`:
+    an unregistered id (with the closest ids), an argument the env does not take, a missing optional
+    dependency (Box2D, MuJoCo), or a MuJoCo renderer (``MUJOCO_GL``) that cannot load."""
+    import gymnasium as gym
+
+    from trpo_lab.envs import UnknownEnvError, check_env_id
+
+    try:
+        check_env_id(env_id)
+    except UnknownEnvError as e:
+        raise ConfigError(str(e)) from None
+    gl = os.environ.get("MUJOCO_GL")
+    try:
+        gym.make(env_id, **kwargs).close()
+    except gym.error.DependencyNotInstalled as e:
+        raise ConfigError(f"env.id={env_id!r} needs a package that is not installed: {_first_line(e)}") from None
+    except TypeError as e:
+        if kwargs and "argument" in str(e):
+            raise ConfigError(
+                f"env.kwargs={kwargs!r} is invalid: {env_id} does not accept them ({_first_line(e)})"
+            ) from None
+        raise ConfigError(f"env.id={env_id!r} could not be made: {type(e).__name__}: {_first_line(e)}") from None
+    except Exception as e:  # noqa: BLE001 - an env's constructor can fail in any way; report it in one line
+        if gl and _renderer_broken():
+            raise ConfigError(renderer_message(gl, e)) from None
+        raise ConfigError(
+            f"env.id={env_id!r} with env.kwargs={kwargs!r} could not be made: {type(e).__name__}: {_first_line(e)}"
+        ) from None
+
+
+def _renderer_broken() -> bool:
+    try:
+        import mujoco  # noqa: F401 - with MUJOCO_GL set, importing mujoco loads that GL library
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
+def renderer_message(gl: str, e: BaseException) -> str:
+    """One line for a MuJoCo renderer (``MUJOCO_GL``) that cannot load."""
+    fix = {"osmesa": "install OSMesa (apt install libosmesa6)", "egl": "install EGL and a GPU driver (libegl1)"}
+    return (
+        f"MUJOCO_GL={gl} is invalid here: mujoco cannot load that renderer ({type(e).__name__}: {_first_line(e)}); "
+        f"{fix.get(gl, 'use MUJOCO_GL=egl or osmesa')}, or unset MUJOCO_GL (training needs no renderer)"
+    )
+
+
+def check_writable_folder(key: str, folder: Path) -> None:
+    """``folder`` exists and is writable, or can be created: its nearest existing parent is writable."""
+    folder = Path(folder).absolute()
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={str(folder)!r} is invalid: {probe} is a file, not a folder")
+    try:  # a real attempt: permission bits say nothing for root, or on a read-only file system
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".trpo-lab-write-test-"))
+    except OSError as e:
+        raise ConfigError(f"{key}={str(folder)!r} is invalid: {probe} is not writable ({e.strerror})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__

@@ -6,8 +6,13 @@
 * :func:`evaluate_stochastic` / :func:`paired_evaluation`: the policy samples as in training, its
   noise drawn from a seeded stream, so two policies can run on common random numbers.
 
-    python -m trpo_lab.evaluate outputs/2026-11-25/16-30-00 --episodes 10
+    python -m trpo_lab.evaluate outputs/2026-11-25/16-30-00-3fa9c1 --episodes 10
     MUJOCO_GL=egl python -m trpo_lab.evaluate RUN_DIR --video     # also writes RUN_DIR/video.gif
+    python -m trpo_lab.evaluate RUN_DIR --video --no-wandb        # the GIF only, no W&B upload
+
+Bad arguments and unusable run folders exit with code 2 and one line; a video that cannot be
+rendered (no MuJoCo renderer, no pygame, a read-only folder) gives one line that says why, after
+the evaluation itself has been printed.
 """
 from __future__ import annotations
 
@@ -24,7 +29,11 @@ import torch
 from omegaconf import OmegaConf
 
 from trpo_lab.checkpoint import CheckpointError, load_checkpoint
+from trpo_lab.config import (
+    ConfigError, EvaluateArgs, check_env, check_values, check_writable_folder, renderer_message,
+)
 from trpo_lab.envs import ObservationNormalizer, make_vec_env
+from trpo_lab.files import write_atomic
 from trpo_lab.metrics import PairedDifference
 from trpo_lab.policies import Policy, make_policy
 
@@ -101,8 +110,13 @@ def load_run(run_dir: Path) -> tuple[Policy, ObservationNormalizer, dict[str, An
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
         raise CheckpointError(f"{cfg_path} does not exist: is {run_dir} a trpo-lab run folder?")
-    cfg = OmegaConf.load(cfg_path)
+    try:
+        cfg = OmegaConf.load(cfg_path)
+        env_id, env_kwargs = cfg.env.id, OmegaConf.to_container(cfg.env.kwargs)
+    except Exception as e:  # noqa: BLE001 - corrupt YAML, or not a trpo-lab config
+        raise CheckpointError(f"{cfg_path} is not a readable trpo-lab config ({type(e).__name__})") from None
     state = load_checkpoint(run_dir)
+    check_env(env_id, env_kwargs)
     envs = make_vec_env(cfg.env.id, 1, OmegaConf.to_container(cfg.env.kwargs))
     policy = make_policy(envs.single_observation_space, envs.single_action_space, **cfg.policy)
     obs_shape = envs.single_observation_space.shape
@@ -116,60 +130,111 @@ def load_run(run_dir: Path) -> tuple[Policy, ObservationNormalizer, dict[str, An
     return policy, norm, OmegaConf.to_container(cfg), state
 
 
-def record_video(policy: Policy, env_id: str, env_kwargs: dict, obs_normalizer, path: Path, seed: int) -> Path:
-    """Render one deterministic episode to an animated GIF (needs a MuJoCo renderer: MUJOCO_GL=egl or osmesa)."""
-    from PIL import Image
+class VideoError(RuntimeError):
+    """The video cannot be made; the message says why in one line."""
 
-    env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+
+def _make_render_env(env_id: str, env_kwargs: dict) -> gym.Env:
+    gl = os.environ.get("MUJOCO_GL")
     try:
-        raw, _ = env.reset(seed=seed)
-        frames = [env.render()]
-        done = False
-        while not done:
-            a = _act(policy, raw[None], obs_normalizer, env.action_space)[0]
-            raw, _, term, trunc, _ = env.step(a)
-            frames.append(env.render())
-            done = term or trunc
+        return gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+    except gym.error.DependencyNotInstalled as e:
+        raise VideoError(f"{env_id} cannot render: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001 - MuJoCo loads MUJOCO_GL's library while making the env
+        if gl:
+            raise VideoError(renderer_message(gl, e)) from None
+        raise VideoError(f"{env_id} cannot render ({type(e).__name__}: {e})") from None
+
+
+def record_video(policy: Policy, env_id: str, env_kwargs: dict, obs_normalizer, path: Path, seed: int) -> Path:
+    """Render one deterministic episode to an animated GIF, with a progress bar on stderr.
+
+    MuJoCo envs need a renderer (``MUJOCO_GL=egl`` or ``osmesa``), the classic-control ones pygame.
+    Every way this fails raises :class:`VideoError` with one line that says why.
+    """
+    from PIL import Image
+    from tqdm import tqdm
+
+    try:  # before minutes of rendering
+        check_writable_folder("video folder", path.parent)
+    except ConfigError as e:
+        raise VideoError(str(e)) from None
+    env = _make_render_env(env_id, env_kwargs)
+    gl = os.environ.get("MUJOCO_GL", "unset")
+    steps = env.spec.max_episode_steps if env.spec is not None else None
+    try:
+        with tqdm(total=steps, desc=f"video {env_id}", unit="frame", file=sys.stderr, leave=False) as bar:
+            raw, _ = env.reset(seed=seed)
+            frames = [env.render()]
+            done = False
+            while not done:
+                a = _act(policy, raw[None], obs_normalizer, env.action_space)[0]
+                raw, _, term, trunc, _ = env.step(a)
+                frames.append(env.render())
+                bar.update(1)
+                done = term or trunc
+    except gym.error.DependencyNotInstalled as e:  # classic-control envs draw with pygame
+        raise VideoError(f"{env_id} cannot render: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001 - a renderer that loads but cannot draw (no display, no GPU)
+        raise VideoError(
+            f"rendering {env_id} failed with MUJOCO_GL={gl} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            "Set MUJOCO_GL=egl (GPU/EGL) or MUJOCO_GL=osmesa (software) where that library is installed."
+        ) from None
     finally:
         env.close()
     fps = env.metadata.get("render_fps", 30)
     stride = max(1, round(fps / 25))  # GIF viewers handle ~25 frames/s; real-time playback
     images = [Image.fromarray(f) for f in frames[::stride]]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 * stride / fps), loop=0)
-    return path
+    duration = round(1000 * stride / fps)
+    try:
+        return write_atomic(
+            path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+                                           duration=duration, loop=0)
+        )
+    except OSError as e:
+        raise VideoError(f"{path} cannot be written ({e.strerror or e})") from None
 
 
 def _log_video_to_wandb(run_dir: Path, cfg: dict, run_id: str | None, video: Path) -> str:
-    from trpo_lab.logging import resolve_wandb_mode
+    from trpo_lab.sinks import resolve_wandb_mode
 
     mode = resolve_wandb_mode(cfg["logger"]["wandb"]["mode"])
     if mode == "disabled":
         return "W&B disabled for this run: video not logged"
     import wandb
 
+    silent = cfg["logger"]["wandb"].get("silent", True)
     run = wandb.init(dir=str(run_dir), project=cfg["logger"]["wandb"]["project"], id=run_id, resume="allow",
-                     mode=mode, job_type="evaluate")
+                     mode=mode, job_type="evaluate", settings=wandb.Settings(silent=silent))
     run.log({"eval/video": wandb.Video(str(video), format="gif")})
     run.finish()
     return f"logged to W&B run {run.id} ({mode})"
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's default prints the usage too
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Evaluate a trained trpo-lab run deterministically.")
+    ap = _OneLineParser(description="Evaluate a trained trpo-lab run deterministically.")
     ap.add_argument("run_dir", type=Path, help="a training run folder (holds config.yaml and checkpoint.pt)")
-    ap.add_argument("--episodes", type=int, default=10, help="deterministic episodes to run (default 10)")
-    ap.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation envs (default 10000)")
+    ap.add_argument("--episodes", type=float, default=10, help="deterministic episodes to run, ≥ 1 (default 10)")
+    ap.add_argument("--seed", type=float, default=10_000, help="seed of the evaluation envs, ≥ 0 (default 10000)")
     ap.add_argument("--video", action="store_true", help="also record one episode to RUN_DIR/video.gif and W&B")
+    ap.add_argument("--no-wandb", action="store_true", help="with --video: do not log the video to W&B")
     args = ap.parse_args(argv)
     try:
+        checked = check_values(EvaluateArgs, {"episodes": args.episodes, "seed": args.seed}, lambda n: f"--{n}")
         policy, norm, cfg, state = load_run(args.run_dir)
-    except CheckpointError as e:
+    except (CheckpointError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     env_id, env_kwargs = cfg["env"]["id"], cfg["env"]["kwargs"]
-    envs = make_vec_env(env_id, args.episodes, env_kwargs)
+    envs = make_vec_env(env_id, checked["episodes"], env_kwargs)
     try:
-        returns = evaluate_policy(policy, envs, args.seed, norm)
+        returns = evaluate_policy(policy, envs, checked["seed"], norm)
     finally:
         envs.close()
     print(json.dumps({"env": env_id, "env_steps": state["env_steps"], "episodes": len(returns),
@@ -177,14 +242,13 @@ def main(argv: list[str] | None = None) -> int:
                       "returns": returns}))
     if args.video:
         try:
-            path = record_video(policy, env_id, env_kwargs, norm, args.run_dir / "video.gif", args.seed)
-        except Exception as e:  # noqa: BLE001 - no renderer is an expected situation, not a crash
-            gl = os.environ.get("MUJOCO_GL", "unset")
-            print(f"no video: rendering {env_id} failed with MUJOCO_GL={gl} ({type(e).__name__}: {e}). "
-                  "Set MUJOCO_GL=egl (GPU/EGL) or MUJOCO_GL=osmesa (software) where that library is installed.",
-                  file=sys.stderr)
+            path = record_video(policy, env_id, env_kwargs, norm, args.run_dir / "video.gif", checked["seed"])
+        except VideoError as e:  # no renderer is an expected situation, not a crash: the evaluation stands
+            print(f"no video: {e}", file=sys.stderr)
             return 0
-        print(f"video: {path}; {_log_video_to_wandb(args.run_dir, cfg, state.get('wandb_run_id'), path)}")
+        where = "W&B skipped (--no-wandb)" if args.no_wandb else _log_video_to_wandb(
+            args.run_dir, cfg, state.get("wandb_run_id"), path)
+        print(f"video: {path}; {where}")
     return 0
 
 

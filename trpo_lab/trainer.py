@@ -11,7 +11,7 @@ last update has ``return/delta`` null (no batch follows it).
 from __future__ import annotations
 
 import copy
-import json
+import logging
 import math
 import resource
 import signal
@@ -23,19 +23,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from trpo_lab.checkpoint import CHECKPOINT, save_atomic
+from trpo_lab.checkpoint import CHECKPOINT, write_checkpoint
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
 from trpo_lab.evaluate import evaluate_policy, paired_evaluation
-from trpo_lab.logging import ConsoleProgress, JsonlSink, WandbSink
 from trpo_lab.metrics import MonotonicTracker, PairedDifference, bound_terms, normalizer_kl_shift
+from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy, ValueFunction
 from trpo_lab.rollout import RolloutCollector
 
+log = logging.getLogger(__name__)
+
 
 class TrainingInterrupted(Exception):
-    """SIGTERM/SIGINT arrived; a checkpoint was written after the update in flight."""
+    """SIGTERM/SIGINT/SIGUSR2 arrived; a checkpoint was written after the update in flight."""
 
     def __init__(self, signum: int, env_steps: int) -> None:
         self.signum, self.env_steps = signum, env_steps
@@ -114,7 +116,7 @@ class Trainer:
         evaluation: periodic and paired evaluation.
         monotonic: the return accounting across updates.
         normalizer_warmup: env steps run before the first batch only to fit the observation and
-            reward statistics (rounded up to whole batches; counted in ``env_steps``); 0: none.
+            reward statistics (rounded up to a multiple of the env count; counted in ``env_steps``); 0: none.
     """
 
     collector: RolloutCollector
@@ -137,6 +139,7 @@ class Trainer:
     env_steps: int = 0
     updates: int = 0
     last_return: float | None = None
+    last_eval: dict[str, float] | None = None
     consecutive_skips: int = 0
     totals: dict[str, float] = field(default_factory=lambda: {"violated": 0.0, "accepted": 0.0, "skipped": 0.0})
     time_split: dict[str, float] = field(
@@ -146,8 +149,9 @@ class Trainer:
     _stop_signal: int | None = None
 
     # -- the loop ------------------------------------------------------------------------------------
-    def train(self) -> dict[str, Any]:
-        assert self.sinks is not None, "attach sinks before training"
+    def run_updates(self) -> dict[str, Any]:
+        """Update until ``total_env_steps`` env steps have been collected; write the final checkpoint; return the summary."""
+        assert self.sinks is not None, "attach sinks before running updates"
         t_start = time.perf_counter()
         previous = self._install_signal_handlers()
         try:
@@ -155,7 +159,7 @@ class Trainer:
                 self.env_steps += self.collector.warm_up(self.normalizer_warmup)
             while self.env_steps < self.total_env_steps:
                 if self._stop_signal is not None:
-                    self.save_checkpoint()
+                    self._checkpoint_at_signal(self._stop_signal, previous)
                     raise TrainingInterrupted(self._stop_signal, self.env_steps)
                 self._one_update()
             self._write_pending(math.nan)
@@ -249,7 +253,10 @@ class Trainer:
         last = self.env_steps >= self.total_env_steps
         if ev.envs is not None and ev.every and (self.updates % ev.every == 0 or last):
             r = evaluate_policy(self.policy, ev.envs, ev.seed, self.obs_normalizer)
-            return {"eval/return_mean": float(np.mean(r)), "eval/return_std": float(np.std(r))}
+            out = {"eval/return_mean": float(np.mean(r)), "eval/return_std": float(np.std(r))}
+            self.last_eval = {"return_mean": out["eval/return_mean"], "return_std": out["eval/return_std"],
+                              "episodes": len(r), "update": self.updates}
+            return out
         return {}
 
     def _paired(self, old_policy: Policy, normalizer_before: ObservationNormalizer) -> PairedDifference:
@@ -262,18 +269,44 @@ class Trainer:
                                  ev.paired_envs, seed, noise_seed=seed)
 
     # -- signals -------------------------------------------------------------------------------------
+    #: SIGTERM/SIGINT: stop; SIGUSR2: submitit's (Slurm's --signal) "time limit or preemption is near"
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
     def _install_signal_handlers(self) -> dict[int, Any]:
+        """Catch the stop signals; the loop acts on them after the update in flight (never mid-checkpoint)."""
         previous: dict[int, Any] = {}
 
         def handler(signum, frame):  # noqa: ARG001
-            self._stop_signal = signum  # acted on between updates, never mid-checkpoint
+            self._stop_signal = signum
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in self.STOP_SIGNALS:
             try:
                 previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not the main thread: leave the defaults
                 pass
         return previous
+
+    def _checkpoint_at_signal(self, signum: int, previous: dict[int, Any]) -> None:
+        """Write the checkpoint (the update in flight has finished); at a SIGUSR2, then run the handler
+        that was there before ours.
+
+        Under submitit that is its ``checkpoint_and_try_requeue``: it calls the launcher's
+        ``checkpoint()``, requeues the job (``scontrol requeue``) and exits; the requeued job resumes from
+        the checkpoint just written, so no update is lost or redone. Our handlers are restored first, so
+        the SIGTERM that the requeue sends reaches submitit's own handler. Without a previous Python
+        handler (a plain run), or if it returns, the run stops as on SIGTERM.
+        """
+        self.save_checkpoint()
+        log.warning(
+            "%s: checkpoint written at update %d (%d env steps)",
+            signal.Signals(signum).name, self.updates, self.env_steps,
+        )
+        before = previous.get(signal.SIGUSR2)
+        if signum != signal.SIGUSR2 or not callable(before):
+            return
+        log.warning("handing SIGUSR2 over to %s", getattr(before, "__qualname__", before))
+        self._restore_signal_handlers(previous)
+        before(signum, None)
 
     @staticmethod
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
@@ -288,6 +321,7 @@ class Trainer:
             "env_steps": self.env_steps,
             "updates": self.updates,
             "final_return": self.last_return,
+            "final_eval": self.last_eval,
             "best_return": m.best if m.best > -math.inf else None,
             "improved_fraction": m.improved_fraction,
             "resolved_updates": m.resolved,
@@ -314,6 +348,7 @@ class Trainer:
             "env_steps": self.env_steps,
             "updates": self.updates,
             "last_return": self.last_return,
+            "last_eval": self.last_eval,
             "totals": dict(self.totals),
             "time_split": dict(self.time_split),
             "pending_row": self.pending_row,
@@ -332,6 +367,7 @@ class Trainer:
         self.monotonic.load_state_dict(state["monotonic"])
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
         self.last_return = state.get("last_return")
+        self.last_eval = state.get("last_eval")
         self.totals.update(state.get("totals", {}))
         self.time_split.update(state.get("time_split", {}))
         self.pending_row = state.get("pending_row")
@@ -342,27 +378,5 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoint.pt`` atomically (temp file, then rename)."""
-        return save_atomic(self.state_dict(), Path(self.run_dir) / CHECKPOINT)
+        return write_checkpoint(self.state_dict(), Path(self.run_dir) / CHECKPOINT)
 
-
-def truncate_metrics(path: Path, updates: int) -> int:
-    """Keep only the rows of ``metrics.jsonl`` with ``update`` ≤ ``updates`` (those the checkpoint covers).
-
-    Rows written after the checkpoint belong to updates whose state was lost; they are redone.
-    A torn last line (killed mid-write) is dropped too. Returns the number of rows kept.
-    """
-    path = Path(path)
-    if not path.exists():
-        return 0
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("update", math.inf) <= updates:
-            kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
-    return len(kept)

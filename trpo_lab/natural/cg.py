@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch
 
+from trpo_lab.config import check_args
+
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -65,12 +67,7 @@ class ConjugateGradient:
     """
 
     def __init__(self, iters: int = 10, damping: float = 0.1, residual_tol: float = 1e-10) -> None:
-        if int(iters) < 1:
-            raise ValueError(f"algo.solver.iters={iters} must be ≥ 1")
-        if damping < 0:
-            raise ValueError(f"algo.solver.damping={damping} must be ≥ 0")
-        if residual_tol < 0:
-            raise ValueError(f"algo.solver.residual_tol={residual_tol} must be ≥ 0")
+        check_args("algo.solver", ConjugateGradient, iters=iters, damping=damping, residual_tol=residual_tol)
         self.iters = int(iters)
         self.damping = float(damping)
         self.residual_tol = float(residual_tol)

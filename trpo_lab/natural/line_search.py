@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+from trpo_lab.config import check_args
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -73,16 +75,10 @@ class BacktrackingLineSearch:
         accept_ratio: float = 0.0,
         constraint: Literal["mean", "max"] = "mean",
     ) -> None:
-        if not max_kl > 0:
-            raise ValueError(f"algo.max_kl={max_kl} must be > 0")
-        if not 0 < backtrack_coef < 1:
-            raise ValueError(f"algo.line_search.backtrack_coef={backtrack_coef} must be in (0, 1)")
-        if int(max_backtracks) < 1:
-            raise ValueError(f"algo.line_search.max_backtracks={max_backtracks} must be ≥ 1")
-        if accept_ratio < 0:
-            raise ValueError(f"algo.line_search.accept_ratio={accept_ratio} must be ≥ 0")
-        if constraint not in ("mean", "max"):
-            raise ValueError(f"algo.constraint={constraint!r} must be 'mean' or 'max'")
+        check_args(
+            "algo.line_search", BacktrackingLineSearch, max_kl=max_kl, backtrack_coef=backtrack_coef,
+            max_backtracks=max_backtracks, accept_ratio=accept_ratio, constraint=constraint,
+        )
         self.max_kl = float(max_kl)
         self.backtrack_coef = float(backtrack_coef)
         self.max_backtracks = int(max_backtracks)

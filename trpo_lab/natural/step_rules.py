@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-CURVATURES = ("damped", "undamped")
+from trpo_lab.config import check_args
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,7 @@ class FixedStep:
     """
 
     def __init__(self, step_size: float = 0.1) -> None:
-        if not step_size > 0:
-            raise ValueError(f"algo.step_rule.step_size={step_size} must be > 0")
+        check_args("algo.step_rule", FixedStep, step_size=step_size)
         self.step_size = float(step_size)
 
     def __call__(self, curvature: Curvature) -> float:
@@ -66,10 +65,7 @@ class KLScaledStep:
     """
 
     def __init__(self, max_kl: float = 0.01, curvature: Literal["damped", "undamped"] = "damped") -> None:
-        if not max_kl > 0:
-            raise ValueError(f"algo.max_kl={max_kl} must be > 0")
-        if curvature not in CURVATURES:
-            raise ValueError(f"algo.step_rule.curvature={curvature!r} must be one of {CURVATURES}")
+        check_args("algo.step_rule", KLScaledStep, max_kl=max_kl, curvature=curvature)
         self.max_kl = float(max_kl)
         self.curvature = curvature
 

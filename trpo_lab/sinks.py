@@ -1,4 +1,5 @@
-"""Where metrics go: ``metrics.jsonl`` (always), console progress, and Weights & Biases.
+"""Where metrics go: ``metrics.jsonl`` (always), console progress, and Weights & Biases; and the
+run metadata (code version, library versions, Hydra choices) they record.
 
 W&B modes (``logger.wandb.mode``): ``online``, ``offline``, ``disabled``, or ``auto`` (default):
 online when an API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry for
@@ -8,14 +9,19 @@ online to offline to disabled with one warning, and a failing ``log`` disables t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from trpo_lab.files import git_commit
+
 STEP_KEY = "env_steps"
+log = logging.getLogger(__name__)
 
 
 def _json_default(x: Any) -> Any:
@@ -71,6 +77,8 @@ class WandbSink:
         project, entity, group, job_type, name, tags: W&B run attributes.
         init_timeout: seconds to wait for an online init before falling back to offline.
         run_id: resume this W&B run id (a resumed training run logs into its original W&B run).
+        silent: W&B prints nothing itself; this sink logs one line with the run's URL (online) or
+            its folder and the ``wandb sync`` command (offline).
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class WandbSink:
         tags: list[str] | None = None,
         init_timeout: float = 15.0,
         run_id: str | None = None,
+        silent: bool = True,
     ) -> None:
         self.run = None
         mode = resolve_wandb_mode(mode)
@@ -102,7 +111,8 @@ class WandbSink:
             kwargs.update(id=run_id, resume="allow")
         for try_mode in ([mode, "offline"] if mode == "online" else [mode]):
             try:
-                self.run = wandb.init(mode=try_mode, settings=wandb.Settings(init_timeout=init_timeout), **kwargs)
+                settings = wandb.Settings(init_timeout=init_timeout, silent=silent)
+                self.run = wandb.init(mode=try_mode, settings=settings, **kwargs)
                 break
             except Exception as e:  # noqa: BLE001 - any W&B failure must not stop training
                 nxt = "offline" if try_mode == "online" else "disabled"
@@ -110,6 +120,16 @@ class WandbSink:
         if self.run is not None:
             self.run.define_metric(STEP_KEY)
             self.run.define_metric("*", step_metric=STEP_KEY)
+            log.info("%s", self.where())
+
+    def where(self) -> str:
+        """One line: the run's URL (online) or its folder and how to upload it (offline)."""
+        if self.run is None:
+            return "W&B: off"
+        if self.run.offline:
+            folder = Path(self.run.dir).parent
+            return f"W&B: offline run in {folder} (upload with: wandb sync {folder})"
+        return f"W&B: {self.run.url}"
 
     def log(self, row: dict[str, Any]) -> None:
         if self.run is None:
@@ -135,19 +155,80 @@ class WandbSink:
                 self.run = None
 
 
+def run_metadata() -> dict[str, Any]:
+    """Code and library versions; under Hydra also the run name, group and W&B job type, from
+    Hydra's recorded choices (never a hand-written name). The job type is the step-rule ×
+    line-search cell of the variant grid, e.g. ``kl_scaled-backtracking`` (TRPO) or ``fixed-none`` (NPG)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    meta: dict[str, Any] = {
+        "git_commit": git_commit(),
+        # versions from package metadata: importing mujoco would load the MUJOCO_GL renderer
+        "versions": {p: _version(p) for p in ("torch", "gymnasium", "mujoco")},
+    }
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        choices = hc.runtime.choices
+        multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+        meta["multirun"] = multirun
+        meta["job_type"] = f"{choices.get('algo/step_rule')}-{choices.get('algo/line_search')}"
+        meta["name"] = hc.job.override_dirname or f"{choices.get('algo')}-{choices.get('env')}"
+        meta["group"] = choices.get("experiment") or (Path(hc.sweep.dir).name if multirun else None)
+        meta["choices"] = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
+    return meta
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def done_line(summary: dict[str, Any]) -> str:
+    """The last line of a run: env steps, time, and the final deterministic evaluation."""
+    ev = summary.get("final_eval")
+    if ev:
+        result = (f"deterministic evaluation {ev['return_mean']:.1f} ± {ev['return_std']:.1f} "
+                  f"over {ev['episodes']} episodes")
+    else:
+        result = "no deterministic evaluation (eval.every=0)"
+    wall = summary.get("wall_s")
+    took = f" in {wall:.1f} s" if isinstance(wall, (int, float)) else ""
+    return f"done: {summary.get('env_steps')} env steps{took}; {result}"
+
+
+def progress_file_logger() -> logging.Logger | None:
+    """A logger that writes to the run's log files only (Hydra's ``train.log``), not the console; None without one."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        return None
+    logger = logging.getLogger("trpo_lab.progress")
+    logger.propagate = False
+    logger.handlers = files
+    logger.setLevel(logging.INFO)
+    return logger
+
+
 class ConsoleProgress:
     """A tqdm bar over env steps on a terminal; otherwise one line every ``every`` updates.
 
     Args:
         total: total env steps.
         mode: ``auto`` (bar on a TTY, lines otherwise), ``bar``, ``lines`` or ``off``.
-        every: the line interval in updates, for ``lines``.
+        every: the line interval in updates.
+        start: env steps already done (a resumed run).
+        file_logger: also write each line here, whatever ``mode`` is (the run's ``train.log``).
     """
 
-    def __init__(self, total: int, mode: str = "auto", every: int = 10, start: int = 0) -> None:
+    def __init__(
+        self, total: int, mode: str = "auto", every: int = 10, start: int = 0,
+        file_logger: logging.Logger | None = None,
+    ) -> None:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode, self.every = mode, max(1, int(every))
+        self.file_logger = file_logger
         self.bar = None
         if mode == "bar":
             from tqdm import tqdm
@@ -167,8 +248,13 @@ class ConsoleProgress:
         if self.bar is not None:
             self.bar.update(new_steps)
             self.bar.set_postfix_str(self._fmt(row), refresh=False)
-        elif self.mode == "lines" and row["update"] % self.every == 0:
-            print(f"[{row[STEP_KEY]:>9d} steps | update {row['update']:>5d}] {self._fmt(row)}", flush=True)
+        if row["update"] % self.every:
+            return
+        line = f"[{row[STEP_KEY]:>9d} steps | update {row['update']:>5d}] {self._fmt(row)}"
+        if self.mode == "lines":
+            print(line, flush=True)
+        if self.file_logger is not None:
+            self.file_logger.info(line)
 
     def close(self) -> None:
         if self.bar is not None:
