@@ -77,9 +77,9 @@ def test_sigterm_writes_checkpoint_and_exits(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM
     assert "SIGTERM" in err and "resume=" in err and "Traceback" not in err
     ckpt = load_checkpoint(tmp_path)
-    # the last update's row waits in the checkpoint for the batch after it (its return/delta)
-    assert ckpt["updates"] == len(_rows(tmp_path)) + 1 and ckpt["env_steps"] == 512 * ckpt["updates"]
-    assert ckpt["pending_row"]["update"] == ckpt["updates"]
+    # at a stop signal the last update's row is written with return/delta null (no batch follows it)
+    assert ckpt["updates"] == len(_rows(tmp_path)) and ckpt["env_steps"] == 512 * ckpt["updates"]
+    assert ckpt["pending_row"] is None and _rows(tmp_path)[-1]["return/delta"] is None
 
 
 def test_corrupt_and_truncated_checkpoints_get_clear_errors(compose, tmp_path, capsys):

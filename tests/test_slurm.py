@@ -30,6 +30,7 @@ BATCH = 512
 RUN = [
     "env=cartpole", "rollout.num_envs=2", f"rollout.batch_size={BATCH}", "critic.epochs=1", "eval.every=0",
     "logger.wandb.mode=disabled", "logger.console=lines", "logger.console_every=1", "checkpoint_every=0",
+    "rollout.normalizer_warmup=0",
 ]
 #: one console line per update: "[     1024 steps | update     2] return ..."
 UPDATE_LINE = re.compile(r"^\[\s*(\d+) steps \| update\s+(\d+)\]", re.M)

@@ -6,7 +6,8 @@ a run whose updates keep failing.
 
 Attribution: every number on update k's row measures update k. The row is written once batch k+1
 has been collected, so that ``return/delta`` = return(batch k+1) − return(batch k); the row of the
-last update has ``return/delta`` null (no batch follows it).
+last update, and of an update after which a stop signal arrived, has ``return/delta`` null (no batch
+follows it); a periodic checkpoint holds the pending row, so a resumed run completes it.
 """
 from __future__ import annotations
 
@@ -159,6 +160,7 @@ class Trainer:
                 self.env_steps += self.collector.warm_up(self.normalizer_warmup)
             while self.env_steps < self.total_env_steps:
                 if self._stop_signal is not None:
+                    self._write_pending(math.nan)  # no batch follows before the stop: return/delta unknown
                     self._checkpoint_at_signal(self._stop_signal, previous)
                     raise TrainingInterrupted(self._stop_signal, self.env_steps)
                 self._one_update()

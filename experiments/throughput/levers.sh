@@ -23,7 +23,7 @@ run() {  # run TAG ROUND DIR ARGS...
 OFF_FISHER="algo.fisher.method=double_backprop"
 for r in $(seq 1 "$REPS"); do
   for ENV in hopper halfcheetah; do
-    B="env=$ENV total_env_steps=$STEPS"
+    B="env=$ENV total_env_steps=$STEPS rollout.normalizer_warmup=0"
     if [ -n "$ORIG" ]; then run "0-original/$ENV" "$r" "$ORIG" $B; fi
     run "1-all-off/$ENV" "$r" . $B --vector-env gymnasium --actor torch --critic-impl autograd $OFF_FISHER
     run "2-+inprocess-env/$ENV" "$r" . $B --actor torch --critic-impl autograd $OFF_FISHER
