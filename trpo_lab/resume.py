@@ -213,7 +213,7 @@ def claim_folder(cfg: DictConfig, run_dir: Path, fresh: bool) -> None:
     """Write ``config.yaml``; a fresh run creates it exclusively, so two runs never share a folder."""
     text = OmegaConf.to_yaml(cfg, resolve=True)
     if not fresh:
-        (run_dir / CONFIG).write_text(text)
+        write_text_atomic(run_dir / CONFIG, text)
         return
     try:
         with open(run_dir / CONFIG, "x") as f:
@@ -231,7 +231,7 @@ def retire_stale_error(run_dir: Path) -> None:
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     """Write ``summary.json``, whose presence marks the run as finished."""
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(run_dir / SUMMARY, json.dumps(summary, indent=2, default=str))
 
 
 def truncate_metrics(path: Path, updates: int) -> int:
