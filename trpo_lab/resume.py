@@ -14,7 +14,7 @@ finished, ``summary.json``; in a sweep, a failed job also leaves ``error.txt``.
 * ``PATH``: continue the run in the folder PATH, with its saved config plus this command's values.
 
 A folder is bound to the config it was started with: continuing or skipping it with a config that
-differs in any key outside :data:`MAY_CHANGE_ON_RESUME` is refused, naming the differing keys
+differs in any key outside :data:`~trpo_lab.config.MAY_CHANGE_ON_RESUME` is refused, naming the differing keys
 (``resume=overwrite`` discards the old run instead). New folders never collide: the default
 ``hydra.run.dir`` and ``hydra.sweep.dir`` end in ``${unique:}``, a random suffix, and a fresh
 run claims its folder by creating ``config.yaml`` exclusively.
@@ -39,16 +39,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from trpo_lab.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
-from trpo_lab.config import ConfigError, check_env, check_writable_folder, validate
+from trpo_lab.config import (
+    ConfigError, check_env, check_writable_folder, flatten_config, may_change_on_resume, validate,
+)
 from trpo_lab.files import write_text_atomic
 
 CONFIG, METRICS, SUMMARY, ERROR = "config.yaml", "metrics.jsonl", "summary.json", "error.txt"
 #: what a run writes into its folder (``resume=overwrite`` removes exactly these)
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, ERROR, "error.previous.txt", "video.gif", "wandb")
-#: keys that may differ between a run folder's saved config and the command that continues it
-MAY_CHANGE_ON_RESUME = (
-    "total_env_steps", "resume", "torch_threads", "checkpoint_every", "max_consecutive_skips", "logger",
-)
 #: input errors: one line on stderr, exit code 2, nothing created
 INPUT_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, ValueError)
 
@@ -127,23 +125,14 @@ def resolve_resume_path(cfg: DictConfig, run_dir: Path, task_overrides: list[str
     return merged, target
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out or {prefix: {}}
-    return {prefix: d}
-
-
 def config_differences(saved: dict[str, Any], requested: dict[str, Any]) -> list[str]:
-    """``key (saved X, requested Y)`` for every key outside :data:`MAY_CHANGE_ON_RESUME` whose value differs.
+    """``key (saved X, requested Y)`` for every key outside :data:`~trpo_lab.config.MAY_CHANGE_ON_RESUME` whose value differs.
 
     A sub-config whose ``_target_`` differs (another step rule, say) is one entry, named by its class."""
-    a, b = _flatten(saved), _flatten(requested)
+    a, b = flatten_config(saved), flatten_config(requested)
     absent = "<absent>"
     differing = [k for k in sorted(set(a) | set(b))
-                 if k.split(".")[0] not in MAY_CHANGE_ON_RESUME and a.get(k, absent) != b.get(k, absent)]
+                 if not may_change_on_resume(k) and a.get(k, absent) != b.get(k, absent)]
     swapped = [k[: -len("._target_")] for k in differing if k.endswith("._target_")]
     out = []
     for k in differing:

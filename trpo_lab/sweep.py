@@ -14,8 +14,10 @@ status, env steps reached, final return and what went wrong. Status:
 - ``ok``: ``summary.json`` written;
 - ``failed``: ``error.txt`` written;
 - ``mismatch``: the job's overrides do not describe its data: the config its latest launch asked for
-  (``.hydra/config.yaml``) differs from the one its data was trained with (``config.yaml``), e.g. a
-  reused folder whose finished run was skipped; the differing keys are listed;
+  (``.hydra/config.yaml``) differs from the one its data was trained with (``config.yaml``) in a key
+  a resume may not change (:func:`trpo_lab.config.may_change_on_resume`: a run extended to a larger
+  ``total_env_steps`` is no mismatch), e.g. a reused folder whose finished run was skipped; the differing
+  keys are listed;
 - ``incomplete``: none of these, e.g. killed.
 
 It also rewrites them after each job, and when the sweep process exits without reaching the end of the
