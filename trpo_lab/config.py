@@ -6,7 +6,7 @@ unknown keys, wrong types and out-of-range values all raise :class:`ConfigError`
 that names the key, the value and what is allowed. Integers may be written in float notation
 (``total_env_steps=1e6``) when the value is a whole number; they are stored back as ``int``.
 
-Library classes (the solver, step rules, line search) check their arguments through
+Library classes (the solver, step rules, line search, Fisher estimators, critic fitter) check their arguments through
 :func:`check_args`, which applies the same field rules.
 """
 from __future__ import annotations
@@ -163,6 +163,7 @@ class PolicyConfig:
 
 @dataclass
 class CriticConfig:
+    TARGET: ClassVar[str] = "trpo_lab.critic.CriticFitter"  # takes lr, epochs, minibatch_size, implementation
     hidden_sizes: list[int] = key(at_least(1))
     activation: Literal["tanh", "relu", "elu"] = key()
     lr: float = key(POSITIVE)
