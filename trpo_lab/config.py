@@ -6,8 +6,8 @@ unknown keys, wrong types and out-of-range values all raise :class:`ConfigError`
 that names the key, the value and what is allowed. Integers may be written in float notation
 (``total_env_steps=1e6``) when the value is a whole number; they are stored back as ``int``.
 
-Library classes (the solver, step rules, line search, Fisher estimators, critic fitter) check their arguments through
-:func:`check_args`, which applies the same field rules.
+Library classes (the solver, step rules, line search, Fisher estimators, critic fitter) check their
+arguments through :func:`check_args`, which applies the same field rules.
 """
 from __future__ import annotations
 
