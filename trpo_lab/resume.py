@@ -43,8 +43,8 @@ from trpo_lab.config import (
     ConfigError, check_env, check_writable_folder, flatten_config, may_change_on_resume, validate,
 )
 from trpo_lab.files import write_text_atomic
+from trpo_lab.runs import CONFIG, ERROR, METRICS, SUMMARY, metrics_rows
 
-CONFIG, METRICS, SUMMARY, ERROR = "config.yaml", "metrics.jsonl", "summary.json", "error.txt"
 #: what a run writes into its folder (``resume=overwrite`` removes exactly these)
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, ERROR, "error.previous.txt", "video.gif", "wandb")
 #: input errors: one line on stderr, exit code 2, nothing created
@@ -182,7 +182,13 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
     (writable, bound to this config) and the checkpoint to continue from. Creates nothing."""
     validate(cfg)
     check_env(cfg.env.id, OmegaConf.to_container(cfg.env.kwargs))
-    check_writable_folder("run folder", run_dir)
+    check_run_folder(cfg, run_dir, "run folder")
+
+
+def check_run_folder(cfg: DictConfig, run_dir: Path, folder_key: str) -> None:
+    """The folder checks of :func:`check_run`: ``run_dir`` is writable (an error names it ``folder_key``),
+    bound to ``cfg``, and unless its run is finished, its checkpoint loads as ``cfg.resume`` asks."""
+    check_writable_folder(folder_key, run_dir)
     check_folder_binding(cfg, run_dir)
     if finished_summary(cfg, run_dir) is None:
         checkpoint_to_resume(cfg, run_dir, dry_run=True)
@@ -232,14 +238,7 @@ def truncate_metrics(path: Path, updates: int) -> int:
     path = Path(path)
     if not path.exists():
         return 0
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("update", math.inf) <= updates:
-            kept.append(line)
+    kept = [line for line, row in metrics_rows(path.read_text().splitlines()) if row.get("update", math.inf) <= updates]
     write_text_atomic(path, "".join(line + "\n" for line in kept))
     return len(kept)
 
@@ -317,11 +316,7 @@ class Preflight(Callback):
                 if env_key not in envs_checked:
                     check_env(task.env.id, OmegaConf.to_container(task.env.kwargs))
                     envs_checked.add(env_key)
-                folder = _job_folder(job, "hydra.sweep.dir", "hydra.sweep.subdir")
-                check_writable_folder("hydra.sweep.dir", folder)
-                check_folder_binding(task, folder)
-                if finished_summary(task, folder) is None:
-                    checkpoint_to_resume(task, folder, dry_run=True)
+                check_run_folder(task, _job_folder(job, "hydra.sweep.dir", "hydra.sweep.subdir"), "hydra.sweep.dir")
             except INPUT_ERRORS as e:
                 refused.append((num, f"job {num} ({label}): {e}"))
             finally:

@@ -21,7 +21,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,7 +185,6 @@ def read_metrics(path: Path, tail_bytes: int | None = None) -> list[dict[str, An
     With ``tail_bytes``, only the rows in the file's last ``tail_bytes`` bytes are read (cheap for a
     status check of a long run).
     """
-    rows: list[dict[str, Any]] = []
     try:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -193,18 +192,23 @@ def read_metrics(path: Path, tail_bytes: int | None = None) -> list[dict[str, An
             f.seek(start)
             text = f.read().decode("utf-8", errors="replace")
     except OSError:
-        return rows
+        return []
     lines = text.splitlines()
     if start > 0:
         lines = lines[1:]  # the first line was cut by the offset
+    return [row for _, row in metrics_rows(lines)]
+
+
+def metrics_rows(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(line, row)`` for each line of a ``metrics.jsonl`` that is a complete JSON object; others (the torn
+    last line of a killed writer) are dropped."""
     for line in lines:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(row, dict):
-            rows.append(row)
-    return rows
+            yield line, row
 
 
 def _read_yaml(path: Path) -> Any:
