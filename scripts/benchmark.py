@@ -52,8 +52,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-import trpo_lab.train  # noqa: E402
-from trpo_lab.envs import make_vec_env  # noqa: E402
+from trpo_lab import CONFIG_DIR  # noqa: E402
 from trpo_lab.files import git_commit  # noqa: E402
 from trpo_lab.train import build_trainer  # noqa: E402
 
@@ -68,7 +67,7 @@ BENCH_DEFAULTS = [
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """conf/train.yaml with the benchmark defaults, then the user's overrides (a later one wins)."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         probe = compose("train")
         defaults = [o for o in BENCH_DEFAULTS if OmegaConf.select(probe, o.split("=")[0]) is not None]
         return compose("train", overrides=defaults + overrides)
@@ -111,6 +110,9 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "critic_adam_steps_per_update": cfg.critic.epochs * -(-cfg.rollout.batch_size // cfg.critic.minibatch_size),
         "torch_threads": cfg.torch_threads,
         "total_env_steps": cfg.total_env_steps,
+        "vector_env": cfg.rollout.vector_env,
+        "numpy_actor": cfg.rollout.numpy_actor,
+        "critic_implementation": cfg.critic.implementation,
     }
 
 
@@ -129,28 +131,11 @@ def at_share(rows: list[dict[str, Any]], key: str, share: float) -> float | None
     return rows[i].get(key)
 
 
-def build(cfg: DictConfig, run_dir: Path, levers: dict[str, str]):  # noqa: ANN201
-    """``build_trainer``, then the implementation switches that have no config key yet (see ``--help``)."""
-    original = trpo_lab.train.make_vec_env
-    if "vector_env" in levers:
-        backend = levers["vector_env"]
-        trpo_lab.train.make_vec_env = lambda env_id, n, kwargs=None: make_vec_env(env_id, n, kwargs, backend=backend)
-    try:
-        trainer = build_trainer(cfg, run_dir)
-    finally:
-        trpo_lab.train.make_vec_env = original
-    if "actor" in levers:
-        trainer.collector.numpy_actor = levers["actor"] == "numpy"
-    if "critic_impl" in levers:
-        trainer.critic_fitter.implementation = levers["critic_impl"]
-    return trainer
-
-
-def whole_loop(cfg: DictConfig, keep: Path | None, levers: dict[str, str]) -> dict[str, Any]:
+def whole_loop(cfg: DictConfig, keep: Path | None) -> dict[str, Any]:
     run_dir = keep or Path(tempfile.mkdtemp(prefix="trpo-bench-"))
     load_before = os.getloadavg()
     t_build = time.perf_counter()
-    trainer = build(cfg, run_dir, levers)
+    trainer = build_trainer(cfg, run_dir)
     build_s = time.perf_counter() - t_build
     try:
         summary = trainer.run_updates()
@@ -191,10 +176,10 @@ def whole_loop(cfg: DictConfig, keep: Path | None, levers: dict[str, str]) -> di
     }
 
 
-def update_only(cfg: DictConfig, repeats: int, threads: list[int], warmup: int, levers: dict[str, str]) -> dict[str, Any]:
+def update_only(cfg: DictConfig, repeats: int, threads: list[int], warmup: int) -> dict[str, Any]:
     """Median cost of one policy update and one critic fit on a fixed batch."""
     run_dir = Path(tempfile.mkdtemp(prefix="trpo-bench-"))
-    trainer = build(cfg, run_dir, levers)
+    trainer = build_trainer(cfg, run_dir)
     try:
         for _ in range(warmup):  # a policy a few updates in, so line searches and CG behave as in training
             batch = trainer.collector.collect()
@@ -263,22 +248,24 @@ def main() -> None:
     ap.add_argument("--threads", default=None, help="--update-only: comma-separated torch thread counts to interleave")
     ap.add_argument("--warmup", type=int, default=3, help="--update-only: updates before the timed batch")
     ap.add_argument("--keep", type=Path, default=None, help="whole loop: keep the run folder here")
-    # implementation switches without a config key (yet): for measuring what each lever buys
+    # the implementation levers, as switches for measuring what each buys; each sets its config key
     ap.add_argument("--vector-env", choices=("inprocess", "gymnasium"), default=None,
-                    help="trpo_lab.envs.make_vec_env backend for the training envs (default: make_vec_env's, inprocess)")
+                    help="rollout.vector_env: the training envs' vector env (default: inprocess)")
     ap.add_argument("--actor", choices=("numpy", "torch"), default=None,
-                    help="per-step policy call: NumpyActor (the collector's default) or the torch module")
+                    help="rollout.numpy_actor: per-step actions from the numpy copy of the policy (default) or the torch module")
     ap.add_argument("--critic-impl", choices=("fused", "autograd"), default=None,
-                    help="CriticFitter implementation (default: fused)")
+                    help="critic.implementation (default: fused)")
     args = ap.parse_intermixed_args()
     levers = {k: v for k, v in (("vector_env", args.vector_env), ("actor", args.actor),
                                 ("critic_impl", args.critic_impl)) if v is not None}
-    cfg = compose_config(args.overrides)
+    lever_keys = {"vector_env": "rollout.vector_env", "actor": "rollout.numpy_actor", "critic_impl": "critic.implementation"}
+    lever_overrides = [f"{lever_keys[k]}={str(v == 'numpy').lower() if k == 'actor' else v}" for k, v in levers.items()]
+    cfg = compose_config([*args.overrides, *lever_overrides])  # a switch wins over the same key given as an override
     if args.update_only:
         threads = [int(x) for x in args.threads.split(",")] if args.threads else [cfg.torch_threads or torch.get_num_threads()]
-        out = update_only(cfg, args.repeats, threads, args.warmup, levers)
+        out = update_only(cfg, args.repeats, threads, args.warmup)
     else:
-        out = whole_loop(cfg, args.keep, levers)
+        out = whole_loop(cfg, args.keep)
     out["overrides"] = args.overrides
     out["levers"] = levers  # switches given on the command line; the rest are the code's defaults
     print(json.dumps(out))

@@ -20,6 +20,7 @@ from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from trpo_lab import CONFIG_DIR
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler, make_vec_env
 from trpo_lab.resume import (
@@ -158,9 +159,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 _job_started = False  # set once Hydra calls the task function: later errors are not composition errors
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def run_job(cfg: DictConfig) -> float | None:
-    """Hydra's task function: one training job in Hydra's run folder (or the one ``resume=PATH`` names)."""
+def task(cfg: DictConfig) -> float | None:
+    """Hydra's task function: one training job in Hydra's run folder (or the one ``resume=PATH`` names).
+    Returns the final return (for sweepers)."""
     global _job_started
     _job_started = True
     hc = HydraConfig.get()
@@ -192,6 +193,12 @@ def run_job(cfg: DictConfig) -> float | None:
     return summary.get("final_return")
 
 
+#: Hydra hands ``task`` itself to the launcher, which pickles it; undecorated under its own name, it is
+#: pickled by reference, so a requeued Slurm job imports the code installed when it restarts instead of
+#: replaying the code as it was at submission.
+run_job = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(task)
+
+
 def main() -> None:
     """``python -m trpo_lab.train``: Hydra's errors before any job starts (an unknown preset, a bad
     override) become one line and exit code 2, like every other rejected input."""
@@ -216,4 +223,8 @@ def hydra_error_line(e: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the module's own entry point, not this __main__ copy: cloudpickle pickles the functions of __main__
+    # by value, so the launcher would ship this file's code as it is now to every (requeued) job.
+    from trpo_lab.train import main as _main
+
+    _main()

@@ -7,6 +7,7 @@ whose updates keep failing.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import resource
 import signal
@@ -28,9 +29,11 @@ from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy, ValueFunction
 from trpo_lab.rollout import RolloutCollector
 
+log = logging.getLogger(__name__)
+
 
 class TrainingInterrupted(Exception):
-    """SIGTERM/SIGINT arrived; a checkpoint was written after the update in flight."""
+    """SIGTERM/SIGINT/SIGUSR2 arrived; a checkpoint was written after the update in flight."""
 
     def __init__(self, signum: int, env_steps: int) -> None:
         self.signum, self.env_steps = signum, env_steps
@@ -138,7 +141,7 @@ class Trainer:
         try:
             while self.env_steps < self.total_env_steps:
                 if self._stop_signal is not None:
-                    self.save_checkpoint()
+                    self._checkpoint_at_signal(self._stop_signal, previous)
                     raise TrainingInterrupted(self._stop_signal, self.env_steps)
                 self._one_update()
             self.save_checkpoint()
@@ -220,18 +223,44 @@ class Trainer:
         return out
 
     # -- signals -------------------------------------------------------------------------------------
+    #: SIGTERM/SIGINT: stop; SIGUSR2: submitit's (Slurm's --signal) "time limit or preemption is near"
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
     def _install_signal_handlers(self) -> dict[int, Any]:
+        """Catch the stop signals; the loop acts on them after the update in flight (never mid-checkpoint)."""
         previous: dict[int, Any] = {}
 
         def handler(signum, frame):  # noqa: ARG001
-            self._stop_signal = signum  # acted on between updates, never mid-checkpoint
+            self._stop_signal = signum
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in self.STOP_SIGNALS:
             try:
                 previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not the main thread: leave the defaults
                 pass
         return previous
+
+    def _checkpoint_at_signal(self, signum: int, previous: dict[int, Any]) -> None:
+        """Write the checkpoint (the update in flight has finished); at a SIGUSR2, then run the handler
+        that was there before ours.
+
+        Under submitit that is its ``checkpoint_and_try_requeue``: it calls the launcher's
+        ``checkpoint()``, requeues the job (``scontrol requeue``) and exits; the requeued job resumes from
+        the checkpoint just written, so no update is lost or redone. Our handlers are restored first, so
+        the SIGTERM that the requeue sends reaches submitit's own handler. Without a previous Python
+        handler (a plain run), or if it returns, the run stops as on SIGTERM.
+        """
+        self.save_checkpoint()
+        log.warning(
+            "%s: checkpoint written at update %d (%d env steps)",
+            signal.Signals(signum).name, self.updates, self.env_steps,
+        )
+        before = previous.get(signal.SIGUSR2)
+        if signum != signal.SIGUSR2 or not callable(before):
+            return
+        log.warning("handing SIGUSR2 over to %s", getattr(before, "__qualname__", before))
+        self._restore_signal_handlers(previous)
+        before(signum, None)
 
     @staticmethod
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:

@@ -9,7 +9,7 @@ REPS=${1:-3}
 STEPS=${2:-100000}
 OUT=${3:-experiments/throughput/results/levers.jsonl}
 ORIG=${ORIG:-}
-PY=$PWD/.venv/bin/python
+PY=${PY:-$( [ -x .venv/bin/python ] && echo "$PWD/.venv/bin/python" || command -v python3 )}  # the repo's .venv if there is one
 mkdir -p "$(dirname "$OUT")"
 
 run() {  # run TAG ROUND DIR ARGS...
@@ -20,7 +20,7 @@ run() {  # run TAG ROUND DIR ARGS...
   echo "$(date +%T) $tag round $round: $(echo "$line" | $PY -c "import json,sys; d=json.loads(sys.stdin.read()); print(d['env_steps_per_s'], d['per_update_median_s'])") (load $(cut -d' ' -f1 /proc/loadavg))"
 }
 
-OFF_FISHER="+algo.fisher.method=double_backprop"
+OFF_FISHER="algo.fisher.method=double_backprop"
 for r in $(seq 1 "$REPS"); do
   for ENV in hopper halfcheetah; do
     B="env=$ENV total_env_steps=$STEPS"

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 REPS=${1:-3}
 STEPS=${2:-100000}
 OUT=${3:-experiments/throughput/results/side_by_side.jsonl}
-PY=.venv/bin/python
+PY=${PY:-$( [ -x .venv/bin/python ] && echo "$PWD/.venv/bin/python" || command -v python3 )}  # the repo's .venv if there is one
 PEERS=${PEERS:-$HOME/peers/bin/python}
 BENCH=${BENCH:-/work/shared/bench}
 mkdir -p "$(dirname "$OUT")"

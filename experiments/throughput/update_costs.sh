@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-experiments/throughput/results/update_costs.jsonl}
-PY=$PWD/.venv/bin/python
+PY=${PY:-$( [ -x .venv/bin/python ] && echo "$PWD/.venv/bin/python" || command -v python3 )}  # the repo's .venv if there is one
 ORIG=${ORIG:-}
 mkdir -p "$(dirname "$OUT")"
 
@@ -29,9 +29,9 @@ SB3="rollout.num_envs=2 algo.solver.iters=25 critic.epochs=20 critic.minibatch_s
 for S in default sb3zoo; do
   X=""; [ "$S" = sb3zoo ] && X=$SB3
   if [ -n "$ORIG" ]; then run "levers/$S/original" "$ORIG" env=hopper $X --repeats 7; fi
-  run "levers/$S/double_backprop+autograd_critic" . env=hopper $X +algo.fisher.method=double_backprop --critic-impl autograd --repeats 7
+  run "levers/$S/double_backprop+autograd_critic" . env=hopper $X algo.fisher.method=double_backprop --critic-impl autograd --repeats 7
   run "levers/$S/jmj+autograd_critic" . env=hopper $X --critic-impl autograd --repeats 7
-  run "levers/$S/double_backprop+fused_critic" . env=hopper $X +algo.fisher.method=double_backprop --repeats 7
+  run "levers/$S/double_backprop+fused_critic" . env=hopper $X algo.fisher.method=double_backprop --repeats 7
   run "levers/$S/jmj+fused_critic=default" . env=hopper $X --repeats 7
   run "levers/$S/jmj+fused_critic+subsample0.1" . env=hopper $X algo.fisher.subsample=0.1 --repeats 7
   run "levers/$S/jmj+critic_full_batch_x10" . env=hopper $X critic.minibatch_size=2048 critic.epochs=10 --repeats 7
