@@ -126,7 +126,8 @@ def resolve_resume_path(cfg: DictConfig, run_dir: Path, task_overrides: list[str
 
 
 def config_differences(saved: dict[str, Any], requested: dict[str, Any]) -> list[str]:
-    """``key (saved X, requested Y)`` for every key outside :data:`~trpo_lab.config.MAY_CHANGE_ON_RESUME` whose value differs.
+    """``key (saved X, requested Y)`` for every key whose value differs, but for those of
+    :func:`~trpo_lab.config.may_change_on_resume`.
 
     A sub-config whose ``_target_`` differs (another step rule, say) is one entry, named by its class."""
     a, b = flatten_config(saved), flatten_config(requested)
