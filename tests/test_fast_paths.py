@@ -114,6 +114,17 @@ def test_fused_critic_continues_from_a_loaded_optimizer_state():
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kwargs, named", [
+    ({"lr": 0.0}, "critic.lr"), ({"lr": -1e-3}, "critic.lr"), ({"epochs": 0}, "critic.epochs"),
+    ({"minibatch_size": 0}, "critic.minibatch_size"), ({"epochs": 2.5}, "critic.epochs"),
+    ({"implementation": "jit"}, "critic.implementation"),
+])
+def test_critic_rejects_bad_settings_naming_the_key(kwargs, named):
+    with pytest.raises(ValueError, match=named.replace(".", r"\.") + "=") as e:
+        CriticFitter(ValueFunction(3, (8,)), **kwargs)
+    assert "\n" not in str(e.value)
+
+
 def test_critic_that_is_not_a_plain_mlp_falls_back_to_autograd():
     class Odd(nn.Module):
         def __init__(self):

@@ -47,6 +47,22 @@ def test_a_smoke_run_and_a_full_run_are_separate_groups_with_a_warning(tmp_path)
     assert "debug" in warning and "not pooled" in warning
 
 
+def test_keys_a_resume_may_change_do_not_separate_variants_but_the_budget_does(tmp_path):
+    def config(seed, total_env_steps, **top):
+        c = config_for(["algo=trpo"], seed=seed, env_id="Hopper-v5", max_kl=0.01, total_env_steps=total_env_steps)
+        return {**c, **top}
+
+    write_run(tmp_path / "a", ["algo=trpo", "seed=0"], return_rows([1.0]),
+              config=config(0, 1000, max_consecutive_skips=5, checkpoint_every=0, torch_threads=1))
+    write_run(tmp_path / "b", ["algo=trpo", "seed=1"], return_rows([1.0]), seed=1,
+              config=config(1, 1000, max_consecutive_skips=9, checkpoint_every=10, torch_threads=4))
+    write_run(tmp_path / "c", ["algo=trpo", "seed=2"], return_rows([1.0]), seed=2,
+              config=config(2, 2000, max_consecutive_skips=5, checkpoint_every=0, torch_threads=1))
+    groups = group_runs(load_runs([tmp_path])[0])["Hopper-v5"]
+    assert sorted([r.path.name for r in rs] for rs in groups.values()) == [["a", "b"], ["c"]]
+    assert sorted(groups) == ["total_env_steps=1000", "total_env_steps=2000"]
+
+
 def test_runs_whose_configs_differ_beyond_their_overrides_are_labelled_by_the_differing_config_keys(tmp_path):
     # identical overrides (e.g. the conf's default budget changed between two launches): the configs decide
     write_run(tmp_path / "a", ["seed=0"], return_rows([1.0]), total_env_steps=300_000)

@@ -55,6 +55,22 @@ def test_sweep_summary_flags_a_job_whose_overrides_do_not_match_its_data(tmp_pat
     assert "| 2 | algo=npg seed=2 | mismatch |" in md and "seed: requested 2, data 0" in md
 
 
+def test_a_job_whose_run_was_extended_to_a_larger_budget_is_not_a_mismatch(tmp_path):
+    # the data was trained to 1M env steps and the launch asked for 2048 (or the reverse): the same run, as
+    # for resume; the skip limit and output settings may change too, but a seed or a max_kl may not
+    sweep = tmp_path / "sweep"
+    held = config_for(["algo=trpo"], seed=0, env_id="Hopper-v5", max_kl=0.01, total_env_steps=1_000_000)
+    held["max_consecutive_skips"], held["checkpoint_every"] = 5, 10
+    asked = config_for(["algo=trpo"], seed=0, env_id="Hopper-v5", max_kl=0.01, total_env_steps=2048)
+    asked["max_consecutive_skips"], asked["checkpoint_every"] = 9, 0
+    write_run(sweep / "0", ["algo=trpo", "seed=0"], return_rows([1.0]), config=held, requested=asked)
+    other = {**asked, "seed": 3, "algo": {**asked["algo"], "max_kl": 0.02}}
+    write_run(sweep / "1", ["algo=trpo", "seed=3"], return_rows([1.0]), config=held, requested=other)
+    jobs = write_sweep_summary(sweep)["jobs"]
+    assert [(j["status"], j["mismatch"]) for j in jobs] == [
+        ("ok", []), ("mismatch", ["algo.max_kl: requested 0.02, data 0.01", "seed: requested 3, data 0"])]
+
+
 def test_summary_callback_records_a_job_that_raised(tmp_path):
     # If an exception escapes the task function, Hydra hands it to on_job_end: its traceback goes into error.txt.
     job_dir = tmp_path / "sweep" / "0"

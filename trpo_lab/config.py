@@ -6,8 +6,8 @@ unknown keys, wrong types and out-of-range values all raise :class:`ConfigError`
 that names the key, the value and what is allowed. Integers may be written in float notation
 (``total_env_steps=1e6``) when the value is a whole number; they are stored back as ``int``.
 
-Library classes (the solver, step rules, line search) check their arguments through
-:func:`check_args`, which applies the same field rules.
+Library classes (the solver, step rules, line search, Fisher estimators, critic fitter) check their
+arguments through :func:`check_args`, which applies the same field rules.
 """
 from __future__ import annotations
 
@@ -170,6 +170,7 @@ class PolicyConfig:
 
 @dataclass
 class CriticConfig:
+    TARGET: ClassVar[str] = "trpo_lab.critic.CriticFitter"  # takes lr, epochs, minibatch_size, implementation
     hidden_sizes: list[int] = key(at_least(1))
     activation: Literal["tanh", "relu", "elu"] = key()
     lr: float = key(POSITIVE)
@@ -216,6 +217,32 @@ class TrainConfig:
     policy: PolicyConfig = key()
     critic: CriticConfig = key()
     logger: LoggerConfig = key()
+
+
+#: top-level keys a later launch may change in a run folder's saved config and still continue (or skip) that
+#: run: its budget, how it resumes, threads, checkpoint cadence, the skip limit and console/W&B output. Every
+#: other key is the run's identity (trpo_lab.resume refuses a folder whose saved config differs in one; the
+#: sweep summary flags a job whose launch differs in one from its data).
+MAY_CHANGE_ON_RESUME = (
+    "total_env_steps", "resume", "torch_threads", "checkpoint_every", "max_consecutive_skips", "logger",
+)
+
+
+def may_change_on_resume(dotted_key: str) -> bool:
+    """Whether ``dotted_key`` (``"logger.wandb.mode"``) lies under :data:`MAY_CHANGE_ON_RESUME`."""
+    return dotted_key.split(".", 1)[0] in MAY_CHANGE_ON_RESUME
+
+
+def flatten_config(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A plain config as ``{dotted key: leaf}``: ``{"algo": {"max_kl": 0.01}}`` → ``{"algo.max_kl": 0.01}``.
+
+    Lists are leaves; an empty mapping has no leaves (``env.kwargs: {}`` and no ``env.kwargs`` flatten alike)."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(flatten_config(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
 
 
 @dataclass

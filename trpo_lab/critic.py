@@ -10,8 +10,8 @@ Two implementations of the same steps (``CriticFitter(implementation=...)``):
   gradient and Adam's moments live in flat buffers for the duration of ``fit``; each step is one
   forward pass, a hand-written backward pass (∂L/∂V = 2(V − R̂)/B, then the MLP's Jᵀ·u from
   :class:`~trpo_lab.nn.MLPLinearization`) and Adam's update as five in-place ops on
-  the flat buffers. No autograd graph, no per-parameter optimizer loop: about 5× cheaper for a
-  64×64 critic on minibatches of 128–256.
+  the flat buffers. No autograd graph, no per-parameter optimizer loop (its cost against ``autograd``:
+  experiments/throughput/README.md, measured with ``scripts/benchmark.py --update-only --critic-impl``).
 * ``autograd``: ``loss.backward()`` and ``torch.optim.Adam.step()``.
 
 Both draw the same ``torch.randperm`` per epoch, apply PyTorch's Adam formula (single-tensor
@@ -25,11 +25,10 @@ from typing import Literal
 
 import torch
 
+from trpo_lab.config import check_args
 from trpo_lab.metrics import CriticStats
 from trpo_lab.nn import MLPLinearization, mlp_layers
 from trpo_lab.policies import ValueFunction
-
-CRITIC_IMPLEMENTATIONS = ("fused", "autograd")
 
 
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -58,14 +57,8 @@ class CriticFitter:
         minibatch_size: int = 256,
         implementation: Literal["fused", "autograd"] = "fused",
     ) -> None:
-        if not lr > 0:
-            raise ValueError(f"critic.lr={lr} must be > 0")
-        if int(epochs) < 1:
-            raise ValueError(f"critic.epochs={epochs} must be ≥ 1")
-        if int(minibatch_size) < 1:
-            raise ValueError(f"critic.minibatch_size={minibatch_size} must be ≥ 1")
-        if implementation not in CRITIC_IMPLEMENTATIONS:
-            raise ValueError(f"critic.implementation={implementation!r} must be one of {CRITIC_IMPLEMENTATIONS}")
+        check_args("critic", CriticFitter, lr=lr, epochs=epochs, minibatch_size=minibatch_size,
+                   implementation=implementation)
         self.critic = critic
         self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
         self.epochs = int(epochs)

@@ -14,7 +14,7 @@ finished, ``summary.json``; in a sweep, a failed job also leaves ``error.txt``.
 * ``PATH``: continue the run in the folder PATH, with its saved config plus this command's values.
 
 A folder is bound to the config it was started with: continuing or skipping it with a config that
-differs in any key outside :data:`MAY_CHANGE_ON_RESUME` is refused, naming the differing keys
+differs in any key outside :data:`~trpo_lab.config.MAY_CHANGE_ON_RESUME` is refused, naming the differing keys
 (``resume=overwrite`` discards the old run instead). New folders never collide: the default
 ``hydra.run.dir`` and ``hydra.sweep.dir`` end in ``${unique:}``, a random suffix, and a fresh
 run claims its folder by creating ``config.yaml`` exclusively.
@@ -39,16 +39,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from trpo_lab.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint
-from trpo_lab.config import ConfigError, check_env, check_writable_folder, validate
+from trpo_lab.config import (
+    ConfigError, check_env, check_writable_folder, flatten_config, may_change_on_resume, validate,
+)
 from trpo_lab.files import write_text_atomic
+from trpo_lab.runs import CONFIG, ERROR, METRICS, SUMMARY, metrics_rows
 
-CONFIG, METRICS, SUMMARY, ERROR = "config.yaml", "metrics.jsonl", "summary.json", "error.txt"
 #: what a run writes into its folder (``resume=overwrite`` removes exactly these)
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, ERROR, "error.previous.txt", "video.gif", "wandb")
-#: keys that may differ between a run folder's saved config and the command that continues it
-MAY_CHANGE_ON_RESUME = (
-    "total_env_steps", "resume", "torch_threads", "checkpoint_every", "max_consecutive_skips", "logger",
-)
 #: input errors: one line on stderr, exit code 2, nothing created
 INPUT_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, ValueError)
 
@@ -127,23 +125,15 @@ def resolve_resume_path(cfg: DictConfig, run_dir: Path, task_overrides: list[str
     return merged, target
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out or {prefix: {}}
-    return {prefix: d}
-
-
 def config_differences(saved: dict[str, Any], requested: dict[str, Any]) -> list[str]:
-    """``key (saved X, requested Y)`` for every key outside :data:`MAY_CHANGE_ON_RESUME` whose value differs.
+    """``key (saved X, requested Y)`` for every key whose value differs, but for those of
+    :func:`~trpo_lab.config.may_change_on_resume`.
 
     A sub-config whose ``_target_`` differs (another step rule, say) is one entry, named by its class."""
-    a, b = _flatten(saved), _flatten(requested)
+    a, b = flatten_config(saved), flatten_config(requested)
     absent = "<absent>"
     differing = [k for k in sorted(set(a) | set(b))
-                 if k.split(".")[0] not in MAY_CHANGE_ON_RESUME and a.get(k, absent) != b.get(k, absent)]
+                 if not may_change_on_resume(k) and a.get(k, absent) != b.get(k, absent)]
     swapped = [k[: -len("._target_")] for k in differing if k.endswith("._target_")]
     out = []
     for k in differing:
@@ -193,7 +183,13 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
     (writable, bound to this config) and the checkpoint to continue from. Creates nothing."""
     validate(cfg)
     check_env(cfg.env.id, OmegaConf.to_container(cfg.env.kwargs))
-    check_writable_folder("run folder", run_dir)
+    check_run_folder(cfg, run_dir, "run folder")
+
+
+def check_run_folder(cfg: DictConfig, run_dir: Path, folder_key: str) -> None:
+    """The folder checks of :func:`check_run`: ``run_dir`` is writable (an error names it ``folder_key``),
+    bound to ``cfg``, and unless its run is finished, its checkpoint loads as ``cfg.resume`` asks."""
+    check_writable_folder(folder_key, run_dir)
     check_folder_binding(cfg, run_dir)
     if finished_summary(cfg, run_dir) is None:
         checkpoint_to_resume(cfg, run_dir, dry_run=True)
@@ -213,7 +209,7 @@ def claim_folder(cfg: DictConfig, run_dir: Path, fresh: bool) -> None:
     """Write ``config.yaml``; a fresh run creates it exclusively, so two runs never share a folder."""
     text = OmegaConf.to_yaml(cfg, resolve=True)
     if not fresh:
-        (run_dir / CONFIG).write_text(text)
+        write_text_atomic(run_dir / CONFIG, text)
         return
     try:
         with open(run_dir / CONFIG, "x") as f:
@@ -231,7 +227,7 @@ def retire_stale_error(run_dir: Path) -> None:
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     """Write ``summary.json``, whose presence marks the run as finished."""
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(run_dir / SUMMARY, json.dumps(summary, indent=2, default=str))
 
 
 def truncate_metrics(path: Path, updates: int) -> int:
@@ -243,14 +239,7 @@ def truncate_metrics(path: Path, updates: int) -> int:
     path = Path(path)
     if not path.exists():
         return 0
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("update", math.inf) <= updates:
-            kept.append(line)
+    kept = [line for line, row in metrics_rows(path.read_text().splitlines()) if row.get("update", math.inf) <= updates]
     write_text_atomic(path, "".join(line + "\n" for line in kept))
     return len(kept)
 
@@ -328,11 +317,7 @@ class Preflight(Callback):
                 if env_key not in envs_checked:
                     check_env(task.env.id, OmegaConf.to_container(task.env.kwargs))
                     envs_checked.add(env_key)
-                folder = _job_folder(job, "hydra.sweep.dir", "hydra.sweep.subdir")
-                check_writable_folder("hydra.sweep.dir", folder)
-                check_folder_binding(task, folder)
-                if finished_summary(task, folder) is None:
-                    checkpoint_to_resume(task, folder, dry_run=True)
+                check_run_folder(task, _job_folder(job, "hydra.sweep.dir", "hydra.sweep.subdir"), "hydra.sweep.dir")
             except INPUT_ERRORS as e:
                 refused.append((num, f"job {num} ({label}): {e}"))
             finally:

@@ -10,8 +10,8 @@ Used by the sweep summary (:mod:`trpo_lab.sweep`, imported by every training job
 PyYAML and OmegaConf are imported here: never matplotlib or scipy.
 
 Grouping (:func:`group_runs`): runs are pooled into one variant only when their saved configs are
-equal in every key but the seed (and the keys of :data:`NOT_LEARNING_KEYS`, which do not change what
-is learned). Runs that differ in anything else, e.g. the budget ``total_env_steps`` or ``debug=smoke``,
+equal in every key but the seed and the keys a resume may change (:func:`learns_the_same`), the budget
+excepted. Runs that differ in anything else, e.g. the budget ``total_env_steps`` or ``debug=smoke``,
 are separate groups, and :func:`pooling_warnings` says so. Labels name only what differs between groups.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,19 +29,22 @@ from typing import Any
 import numpy as np
 import yaml
 
+from trpo_lab.config import flatten_config, may_change_on_resume
+
 #: files of a run folder
 METRICS, SUMMARY, CONFIG, OVERRIDES, ERROR = "metrics.jsonl", "summary.json", "config.yaml", ".hydra/overrides.yaml", "error.txt"
 #: the config Hydra composed for the job's latest launch (unresolved interpolations)
 REQUESTED_CONFIG = ".hydra/config.yaml"
 
-#: config keys that never separate runs: the seed (runs of one variant differ in it) and settings that do not
-#: change what is learned (where to resume from, threads, checkpoint cadence, console and W&B output)
-NOT_LEARNING_KEYS = ("seed", "resume", "torch_threads", "checkpoint_every")
-NOT_LEARNING_PREFIXES = ("logger.",)
-#: override keys that never appear in a label: the seed, the task (one panel/table block per task) and the
-#: keys of NOT_LEARNING_*
-NON_LABEL_OVERRIDES = ("seed", "env", "env.id", "torch_threads", "checkpoint_every", "resume")
-NON_LABEL_PREFIXES = ("logger.", "hydra.")
+#: keys a resume may change (config.MAY_CHANGE_ON_RESUME) that still separate variants: the budget. A 2k-step
+#: smoke run and a 1M-step run are different experiments, though a run extended from one budget to the other
+#: is one run. (max_consecutive_skips does not separate: a finished run never reached it, and one that did
+#: failed and is not analysed.)
+SEPARATES_VARIANTS = ("total_env_steps",)
+#: override keys that never appear in a label, besides those of :func:`learns_the_same`: the task (one
+#: panel/table block per task) and Hydra's own settings
+NON_LABEL_OVERRIDES = ("env", "env.id")
+NON_LABEL_PREFIXES = ("hydra.",)
 
 #: folders that never hold runs (W&B's files, submitit's logs, Hydra's job metadata)
 _SKIP_DIRS = {"wandb", ".submitit", ".hydra", "__pycache__"}
@@ -62,26 +65,10 @@ def parse_override(override: str) -> tuple[str, str]:
     return key.lstrip("+~"), value
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"algo": {"max_kl": 0.01}}`` → ``{"algo.max_kl": 0.01}``; lists become tuples (hashable leaves)."""
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out
-    if isinstance(tree, list):
-        return {prefix[:-1]: tuple(json.dumps(v, sort_keys=True) for v in tree)}
-    return {prefix[:-1]: tree}
-
-
-def _may_change_on_relaunch(key: str) -> bool:
-    """Keys a re-launch of the same run may change: how it resumes, threads, checkpoint cadence, output."""
-    return key != "seed" and learns_the_same(key)
-
-
 def learns_the_same(key: str) -> bool:
-    """Whether a config key leaves what is learned unchanged (it never separates two runs)."""
-    return key in NOT_LEARNING_KEYS or key.startswith(NOT_LEARNING_PREFIXES)
+    """Whether two runs that differ only in the dotted config key ``key`` are one variant: the seed (runs of
+    one variant differ in it) and the keys a resume may change, but for :data:`SEPARATES_VARIANTS`."""
+    return key == "seed" or (may_change_on_resume(key) and key.split(".", 1)[0] not in SEPARATES_VARIANTS)
 
 
 @dataclass
@@ -110,15 +97,15 @@ class Run:
 
     @property
     def mismatches(self) -> list[str]:
-        """``"key: requested R, data D"`` for each learning-relevant key whose value in the launch's config
+        """``"key: requested R, data D"`` for each key a resume may not change whose value in the launch's config
         (what ``.hydra/overrides.yaml`` asked for) differs from ``config.yaml`` (what the data was trained with).
 
         Only keys present in both are compared; empty when either file is missing.
         """
         if self.requested is None or not self.config:
             return []
-        asked, data = flatten(self.requested), flatten(self.config)
-        keys = sorted(k for k in asked.keys() & data.keys() if not _may_change_on_relaunch(k))
+        asked, data = flatten_config(self.requested), flatten_config(self.config)
+        keys = sorted(k for k in asked.keys() & data.keys() if not may_change_on_resume(k))
         return [f"{k}: requested {asked[k]!r}, data {data[k]!r}" for k in keys if asked[k] != data[k]]
 
     @property
@@ -166,8 +153,9 @@ class Run:
     def setting(self) -> tuple[tuple[str, str], ...]:
         """What defines the run's variant: every config key but those of :func:`learns_the_same`
         (the overrides when there is no ``config.yaml``)."""
-        leaves = flatten(self.config) if self.config else dict(self.overrides)
-        return tuple(sorted((k, json.dumps(v, default=str)) for k, v in leaves.items() if not learns_the_same(k)))
+        leaves = flatten_config(self.config) if self.config else dict(self.overrides)
+        return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str))
+                            for k, v in leaves.items() if not learns_the_same(k)))
 
     def has(self, key: str) -> bool:
         """Whether any row logged ``key`` (a key absent from every row was not measured by this run's code)."""
@@ -197,7 +185,6 @@ def read_metrics(path: Path, tail_bytes: int | None = None) -> list[dict[str, An
     With ``tail_bytes``, only the rows in the file's last ``tail_bytes`` bytes are read (cheap for a
     status check of a long run).
     """
-    rows: list[dict[str, Any]] = []
     try:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -205,18 +192,23 @@ def read_metrics(path: Path, tail_bytes: int | None = None) -> list[dict[str, An
             f.seek(start)
             text = f.read().decode("utf-8", errors="replace")
     except OSError:
-        return rows
+        return []
     lines = text.splitlines()
     if start > 0:
         lines = lines[1:]  # the first line was cut by the offset
+    return [row for _, row in metrics_rows(lines)]
+
+
+def metrics_rows(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(line, row)`` for each line of a ``metrics.jsonl`` that is a complete JSON object; others (the torn
+    last line of a killed writer) are dropped."""
     for line in lines:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(row, dict):
-            rows.append(row)
-    return rows
+            yield line, row
 
 
 def _read_yaml(path: Path) -> Any:
@@ -373,7 +365,7 @@ Groups = dict[str, dict[str, list[Run]]]
 
 
 def is_label_override(key: str) -> bool:
-    return key not in NON_LABEL_OVERRIDES and not key.startswith(NON_LABEL_PREFIXES)
+    return key not in NON_LABEL_OVERRIDES and not key.startswith(NON_LABEL_PREFIXES) and not learns_the_same(key)
 
 
 def _override_value(runs: Sequence[Run], key: str) -> str:
@@ -400,8 +392,8 @@ def _labels(sets: list[tuple[str, list[Run]]]) -> list[str]:
 
 
 def group_runs(runs: Sequence[Run]) -> Groups:
-    """``{task: {label: [runs]}}``: runs with the same :meth:`Run.setting` (config equal but for the seed and
-    :data:`NOT_LEARNING_KEYS`) pooled, tasks sorted, variants and runs in the order first seen.
+    """``{task: {label: [runs]}}``: runs with the same :meth:`Run.setting` (config equal but for the keys of
+    :func:`learns_the_same`) pooled, tasks sorted, variants and runs in the order first seen.
 
     E.g. runs of ``algo=npg,trpo seed=0,1`` are labelled ``algo=npg`` and ``algo=trpo``. A key that a
     run does not override counts as its own value (``key=(default)``); a smoke run beside a full run

@@ -14,8 +14,10 @@ status, env steps reached, final return and what went wrong. Status:
 - ``ok``: ``summary.json`` written;
 - ``failed``: ``error.txt`` written;
 - ``mismatch``: the job's overrides do not describe its data: the config its latest launch asked for
-  (``.hydra/config.yaml``) differs from the one its data was trained with (``config.yaml``), e.g. a
-  reused folder whose finished run was skipped; the differing keys are listed;
+  (``.hydra/config.yaml``) differs from the one its data was trained with (``config.yaml``) in a key
+  a resume may not change (:func:`trpo_lab.config.may_change_on_resume`: a run extended to a larger
+  ``total_env_steps`` is no mismatch), e.g. a reused folder whose finished run was skipped; the differing
+  keys are listed;
 - ``incomplete``: none of these, e.g. killed.
 
 It also rewrites them after each job, and when the sweep process exits without reaching the end of the
@@ -35,9 +37,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from trpo_lab.files import write_text_atomic
 from trpo_lab.reports.markdown import markdown_table
 from trpo_lab.runs import ERROR, Run, display_path, find_run_dirs, read_run
 
@@ -116,26 +117,12 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return head + markdown_table(header, rows) + "\n"
 
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file and a rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the summary is as readable as the run files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_sweep_summary(sweep_dir: Path) -> dict[str, Any]:
     """Write ``sweep_summary.json`` and ``sweep_summary.md`` into ``sweep_dir``; returns the summary."""
     sweep_dir = Path(sweep_dir)
     summary = summarize_sweep(sweep_dir)
-    _write_atomic(sweep_dir / SUMMARY_JSON, json.dumps(summary, indent=2, default=str) + "\n")
-    _write_atomic(sweep_dir / SUMMARY_MD, summary_markdown(summary))
+    write_text_atomic(sweep_dir / SUMMARY_JSON, json.dumps(summary, indent=2, default=str) + "\n")
+    write_text_atomic(sweep_dir / SUMMARY_MD, summary_markdown(summary))
     return summary
 
 

@@ -25,11 +25,11 @@ from typing import Callable, Literal
 import torch
 from torch.func import functional_call, jvp, vjp
 
+from trpo_lab.config import check_args
 from trpo_lab.nn import MLPLayers, MLPLinearization, mlp_layers
 from trpo_lab.policies import DistParams, MLPPolicy, Policy
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
-FISHER_METHODS = ("jmj", "double_backprop")
 
 
 def flat_params(policy: torch.nn.Module) -> torch.Tensor:
@@ -45,12 +45,6 @@ def _subsample(n: int, fraction: float) -> torch.Tensor | None:
         return None
     k = max(1, int(round(fraction * n)))
     return torch.randperm(n)[:k]
-
-
-def _check_fraction(subsample: float) -> float:
-    if not 0 < subsample <= 1:
-        raise ValueError(f"algo.fisher.subsample={subsample} must be in (0, 1]")
-    return float(subsample)
 
 
 # -- the distribution part: M = ∇²_d KL̄(π_old ‖ π_d) at d = d_old --------------------------------------
@@ -176,16 +170,16 @@ class AnalyticFisher:
 
     Args:
         subsample: fraction of the batch's states used for F, in (0, 1] (default 1: all).
-        method: ``jmj`` (default): J·v forward, M in closed form, Jᵀ·(M J v) backward, about 2.5×
-            cheaper per product for the 64×64 MLP policies; ``double_backprop``: the Hessian-vector
+        method: ``jmj`` (default): J·v forward, M in closed form, Jᵀ·(M J v) backward (its cost
+            against ``double_backprop``: experiments/throughput/README.md, measured with
+            ``scripts/benchmark.py --update-only``); ``double_backprop``: the Hessian-vector
             product ∇_θ((∇_θ KL̄)·v) through autograd. Both give the same F·v up to float rounding
             (tests/test_fast_paths.py checks each against a dense Hessian).
     """
 
     def __init__(self, subsample: float = 1.0, method: Literal["jmj", "double_backprop"] = "jmj") -> None:
-        self.subsample = _check_fraction(subsample)
-        if method not in FISHER_METHODS:
-            raise ValueError(f"algo.fisher.method={method!r} must be one of {FISHER_METHODS}")
+        check_args("algo.fisher", AnalyticFisher, subsample=subsample, method=method)
+        self.subsample = float(subsample)
         self.method = method
 
     def build(self, policy: Policy, obs: torch.Tensor, actions: torch.Tensor) -> MatVec:
@@ -229,7 +223,8 @@ class EmpiricalFisher:
     """
 
     def __init__(self, subsample: float = 1.0) -> None:
-        self.subsample = _check_fraction(subsample)
+        check_args("algo.fisher", EmpiricalFisher, subsample=subsample)
+        self.subsample = float(subsample)
 
     def build(self, policy: Policy, obs: torch.Tensor, actions: torch.Tensor) -> MatVec:
         idx = _subsample(obs.shape[0], self.subsample)

@@ -190,5 +190,6 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_report(args, write)
 
+
 if __name__ == "__main__":
     sys.exit(main())
