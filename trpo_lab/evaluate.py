@@ -21,7 +21,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -38,11 +38,30 @@ from trpo_lab.metrics import PairedDifference
 from trpo_lab.policies import Policy, make_policy
 
 
+def _normalized(raw_obs: np.ndarray, obs_normalizer: ObservationNormalizer | None) -> np.ndarray:
+    return obs_normalizer.normalize(raw_obs) if obs_normalizer is not None else np.asarray(raw_obs, np.float32)
+
+
 def _act(policy: Policy, raw_obs: np.ndarray, obs_normalizer: ObservationNormalizer | None, space: gym.Space):
-    obs = obs_normalizer.normalize(raw_obs) if obs_normalizer is not None else np.asarray(raw_obs, np.float32)
+    obs = _normalized(raw_obs, obs_normalizer)
     with torch.inference_mode():
         a = policy.mode(policy.dist_params(torch.from_numpy(obs))).numpy()
     return a if policy.discrete else np.clip(a, space.low, space.high)
+
+
+def _episode_returns(
+    envs: gym.vector.VectorEnv, seed: int, act: Callable[[np.ndarray], np.ndarray],
+) -> list[float]:
+    """Returns of one episode per sub-env of ``envs``, run side by side from ``reset(seed)``;
+    ``act`` maps the raw observations to actions (clipped to the box for continuous spaces)."""
+    raw, _ = envs.reset(seed=seed)
+    returns = np.zeros(envs.num_envs)
+    active = np.ones(envs.num_envs, bool)
+    while active.any():
+        raw, r, term, trunc, _ = envs.step(act(raw))
+        returns += r * active
+        active &= ~(term | trunc)
+    return returns.tolist()
 
 
 def evaluate_policy(
@@ -52,15 +71,8 @@ def evaluate_policy(
     obs_normalizer: ObservationNormalizer | None = None,
 ) -> list[float]:
     """Returns of one deterministic episode per sub-env of ``envs``, run side by side from ``reset(seed)``."""
-    raw, _ = envs.reset(seed=seed)
-    returns = np.zeros(envs.num_envs)
-    active = np.ones(envs.num_envs, bool)
     space = envs.single_action_space
-    while active.any():
-        raw, r, term, trunc, _ = envs.step(_act(policy, raw, obs_normalizer, space))
-        returns += r * active
-        active &= ~(term | trunc)
-    return returns.tolist()
+    return _episode_returns(envs, seed, lambda raw: _act(policy, raw, obs_normalizer, space))
 
 
 def evaluate_stochastic(
@@ -75,19 +87,15 @@ def evaluate_stochastic(
     # one noise draw per env per step whatever the policy, so two policies run on the same ``noise_seed``
     # see the same noise at the same (env, step)
     sample = policy.numpy_sampler(np.random.default_rng(noise_seed))
-    raw, _ = envs.reset(seed=seed)
-    returns = np.zeros(envs.num_envs)
-    active = np.ones(envs.num_envs, bool)
     space = envs.single_action_space
-    while active.any():
-        obs = obs_normalizer.normalize(raw) if obs_normalizer is not None else np.asarray(raw, np.float32)
+
+    def act(raw: np.ndarray) -> np.ndarray:
+        obs = _normalized(raw, obs_normalizer)
         with torch.inference_mode():
             a = sample(policy.dist_params(torch.from_numpy(obs))[0].numpy())
-        a = a if policy.discrete else np.clip(a, space.low, space.high)
-        raw, r, term, trunc, _ = envs.step(a)
-        returns += r * active
-        active &= ~(term | trunc)
-    return returns.tolist()
+        return a if policy.discrete else np.clip(a, space.low, space.high)
+
+    return _episode_returns(envs, seed, act)
 
 
 def paired_evaluation(
