@@ -34,13 +34,15 @@ TIMING = ("time/", "perf/")
 EXPECTED_GRIDS = {
     "variants": {"algo": ["npg", "trpo_no_ls", "trpo"]},
     "step_rule_x_line_search": {"algo/step_rule": ["fixed", "kl_scaled"], "algo/line_search": ["none", "backtracking"]},
-    "delta_sweep": {"algo.max_kl": ["0.003", "0.01", "0.03", "0.1"], "algo/line_search": ["none", "backtracking"]},
+    "delta_sweep": {"algo.max_kl": ["0.01", "0.03", "0.1", "0.3"], "algo/line_search": ["none", "backtracking"],
+                    "algo.step_rule.curvature": ["damped", "undamped"]},
     "gae_lambda": {"rollout.gae_lambda": ["0", "0.5", "0.9", "0.95", "0.97", "0.99", "1"]},
     "paper_curves": {
-        "env": ["swimmer", "hopper", "walker2d"],
-        "experiment/paper_variant": ["trpo", "trpo_no_ls", "npg_a0.01", "npg_a0.03", "npg_a0.1", "npg_a0.3",
-                                     "trpo_empirical_fisher", "trpo_max_kl"],
+        "env": ["hopper", "walker2d"],
+        "experiment/paper_variant": ["trpo", "trpo_no_ls", "trpo_empirical_fisher", "trpo_max_kl",
+                                     "npg_a0.1", "npg_a0.3", "npg_a1", "npg_a3"],
     },
+    "mujoco_1m": {"env": ["hopper", "walker2d", "halfcheetah"], "algo": ["trpo_no_ls", "trpo"]},
     "step_statistics": {"experiment/step_variant": ["npg_a0.1", "npg_a0.7", "trpo_no_ls", "trpo", "trpo_undamped"]},
 }
 
@@ -95,12 +97,18 @@ def test_grid_points_set_what_their_names_say(compose):
         u = update("experiment=step_rule_x_line_search", f"algo/step_rule={rule}", f"algo/line_search={ls}")
         assert type(u.step_rule) is {"fixed": FixedStep, "kl_scaled": KLScaledStep}[rule]
         assert type(u.line_search) is {"none": NoLineSearch, "backtracking": BacktrackingLineSearch}[ls]
-    for kl in (0.003, 0.1):
+    for kl in (0.01, 0.3):
         cfg = compose(["experiment=delta_sweep", f"algo.max_kl={kl}", "algo/line_search=backtracking"])
         assert cfg.algo.max_kl == kl and cfg.algo.step_rule.max_kl == kl and cfg.algo.line_search.max_kl == kl
+    for curvature in ("damped", "undamped"):
+        u = update("experiment=delta_sweep", f"algo.step_rule.curvature={curvature}")
+        assert isinstance(u.step_rule, KLScaledStep) and u.step_rule.curvature == curvature
+    for preset in ("paper_curves", "delta_sweep", "mujoco_1m"):  # the protocol: one deterministic evaluation, after the last update
+        cfg = compose([f"experiment={preset}"])
+        assert cfg.eval.every * cfg.rollout.batch_size > cfg.total_env_steps and cfg.eval.episodes == 10
     assert compose(["experiment=gae_lambda", "rollout.gae_lambda=0"]).rollout.gae_lambda == 0
     paper = "experiment=paper_curves"
-    for alpha in ("0.01", "0.03", "0.1", "0.3"):
+    for alpha in ("0.01", "0.03", "0.1", "0.3", "1", "3"):
         u = update(paper, f"experiment/paper_variant=npg_a{alpha}")
         assert isinstance(u.step_rule, FixedStep) and u.step_rule.step_size == float(alpha)
         assert isinstance(u.line_search, NoLineSearch)
