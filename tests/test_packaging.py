@@ -23,6 +23,7 @@ CONSOLE_SCRIPTS = {
     "trpo-sweep-summary": "trpo_lab.sweep:main",
     "trpo-plot-curves": "trpo_lab.reports.curves:main",
     "trpo-step-behavior": "trpo_lab.reports.step_behavior:main",
+    "trpo-final-scores": "trpo_lab.reports.final_scores:main",
 }
 
 

@@ -1,4 +1,4 @@
-"""The two reports (trpo_lab.reports.curves, .step_behavior) on hand-written run folders.
+"""The reports (trpo_lab.reports.curves, .step_behavior, .final_scores) on hand-written run folders.
 
 Every expected number is computed here from the data the test writes (or by scipy), never taken
 from the code under test.
@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 from helpers import return_rows, write_run
 
-from trpo_lab.reports import curves, step_behavior
+from trpo_lab.reports import curves, final_scores, step_behavior
 from trpo_lab.runs import group_runs, load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +152,8 @@ def test_step_behavior_rates_against_the_constructed_data(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [[str(SCRIPTS / "plot_curves.py")], [str(SCRIPTS / "step_behavior.py")],
-                                     ["-m", "trpo_lab.reports.curves"], ["-m", "trpo_lab.reports.step_behavior"]])
+                                     [str(SCRIPTS / "final_scores.py")], ["-m", "trpo_lab.reports.curves"],
+                                     ["-m", "trpo_lab.reports.step_behavior"], ["-m", "trpo_lab.reports.final_scores"]])
 def test_reports_help_and_one_line_error_without_runs(tmp_path, command):
     run = lambda *a: subprocess.run([sys.executable, *command, *a], check=False, capture_output=True, text=True)
     assert run("--help").returncode == 0
@@ -165,7 +166,7 @@ def test_reports_help_and_one_line_error_without_runs(tmp_path, command):
     assert not (empty / "analysis").exists()
 
 
-@pytest.mark.parametrize("module", [curves, step_behavior])
+@pytest.mark.parametrize("module", [curves, step_behavior, final_scores])
 def test_scripts_fail_clearly_when_every_run_is_incomplete(tmp_path, capsys, module):
     write_run(tmp_path / "s" / "0", ["seed=0"], return_rows([1.0]), finished=False)
     write_run(tmp_path / "s" / "1", ["seed=1"], [], finished=True)

@@ -1,0 +1,13 @@
+"""A study's per-run CSV and final-score table: ``trpo_lab.reports.final_scores`` (see its docstring).
+
+    python scripts/final_scores.py SWEEP_DIR [SWEEP_DIR ...] --out experiments/NAME
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without `pip install -e .`
+
+from trpo_lab.reports.final_scores import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
