@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from trpo_lab.reports.common import base_parser, run_report, skipped_json
-from trpo_lab.reports.markdown import format_ci, markdown_table, skipped_report
+from trpo_lab.reports.markdown import format_ci, markdown_table, sources_and_skipped
 from trpo_lab.runs import Groups, Run
 from trpo_lab.stats import bootstrap_band, bootstrap_ci, iqm
 
@@ -123,10 +123,8 @@ def write_table(records: list[dict[str, Any]], args: argparse.Namespace, skipped
         f"({args.resamples} resamples, seed {args.seed}); mean ± std over seeds (ddof = 1). Runs are pooled "
         "only when their configs are equal but for the seed.\n\n"
         + markdown_table(["task", "variant", "seeds", f"IQM [{pct} CI]", "mean ± std", "per-seed final scores", "env steps"], rows)
-        + "\n\nSources: " + ", ".join(f"`{d}`" for d in args.sweep_dirs) + "\n"
+        + sources_and_skipped(args.sweep_dirs, skipped)
     )
-    if skipped:
-        text += f"\nSkipped {len(skipped)} run(s):\n\n" + skipped_report(skipped) + "\n"
     (out / "final_performance.md").write_text(text, encoding="utf-8")
     (out / "final_performance.json").write_text(json.dumps({
         "metric": args.metric, "final_window": args.final_window, "confidence": args.confidence,

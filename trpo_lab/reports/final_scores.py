@@ -44,7 +44,7 @@ import numpy as np
 
 from trpo_lab.reports.common import base_parser, run_report, skipped_json
 from trpo_lab.reports.curves import final_score
-from trpo_lab.reports.markdown import format_ci, markdown_table, skipped_report
+from trpo_lab.reports.markdown import format_ci, markdown_table, sources_and_skipped
 from trpo_lab.runs import Groups, Run, display_path
 from trpo_lab.stats import bootstrap_ci, iqm
 
@@ -192,10 +192,8 @@ def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path, args: argpa
         "and, of those, the ones that improved. *violation*: the step taken broke the KL constraint; *full step "
         "violates*: the step before any line search did; *line search acts*: the step taken is shorter than the "
         "full step; *rejects*: no candidate accepted (old parameters kept).\n\n" + steps
-        + "\n\nSources: " + ", ".join(f"`{d}`" for d in args.sweep_dirs) + "\n"
+        + sources_and_skipped(args.sweep_dirs, skipped)
     )
-    if skipped:
-        text += f"\nSkipped {len(skipped)} run(s):\n\n" + skipped_report(skipped) + "\n"
     (out / "final_scores.md").write_text(text, encoding="utf-8")
     (out / "final_scores.json").write_text(json.dumps({
         "final_window": args.final_window, "confidence": args.confidence, "resamples": args.resamples,

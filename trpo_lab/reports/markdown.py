@@ -28,6 +28,14 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def sources_and_skipped(sweep_dirs: Sequence[Any], skipped: Sequence[tuple[Run, str]]) -> str:
+    """A report's footer: the sweep folders it read and, if any, the runs it skipped and why."""
+    text = "\n\nSources: " + ", ".join(f"`{d}`" for d in sweep_dirs) + "\n"
+    if skipped:
+        text += f"\nSkipped {len(skipped)} run(s):\n\n" + skipped_report(skipped) + "\n"
+    return text
+
+
 def skipped_report(skipped: Sequence[tuple[Run, str]]) -> str:
     """One Markdown bullet per skipped run: its folder and why."""
     return "\n".join(f"- `{display_path(r.path)}`: {why}" for r, why in skipped)
