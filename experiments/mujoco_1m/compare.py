@@ -1,0 +1,70 @@
+"""This study's final scores beside the peer and the published figures, from runs.csv (trpo_lab.reports.final_scores).
+
+    python experiments/mujoco_1m/compare.py experiments/mujoco_1m/runs.csv > experiments/mujoco_1m/comparison.md
+
+The peer numbers are quoted from ../shared/REFERENCE.md, not measured here:
+- sb3-contrib 2.9.2 TRPO at RL-Zoo settings on the same v5 tasks and the same protocol, 1M env steps, seeds 0–2
+  (`bench/sb3_trpo_return.py ENV SEED 1000000`): eval10 = deterministic return of the final policy over 10
+  episodes, train10 = mean training return of the last 10 finished episodes (ours: of the last 10 updates).
+- SB3-contrib's documented TRPO results on v3 (final eval return, 3 seeds): the "published v3 figures".
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from collections import defaultdict
+
+import numpy as np
+from scipy.stats import bootstrap, trim_mean
+
+#: ../shared/REFERENCE.md, "sb3-contrib TRPO on gymnasium v5, measured here": (eval10, train10) for seeds 0, 1, 2
+SB3_V5 = {
+    "Hopper-v5": [(3492, 2469), (775, 1208), (1287, 1176)],
+    "Walker2d-v5": [(4258, 4277), (3830, 3127), (5003, 3799)],
+    "HalfCheetah-v5": [(3689, 2839), (4614, 4189), (1598, 1532)],
+}
+#: ../shared/REFERENCE.md, "SB3-contrib TRPO (docs)", v3, 1M, 3 seeds, final eval return
+PUBLISHED_V3 = {"Hopper-v5": 3372, "Walker2d-v5": 4502, "HalfCheetah-v5": 1803}
+
+
+def iqm_ci(x: np.ndarray) -> tuple[float, float, float]:
+    """IQM (scipy.stats.trim_mean(x, 0.25)) with a 95 % percentile-bootstrap CI over seeds (10 000 resamples, seed 0)."""
+    stat = lambda s, axis=-1: trim_mean(s, 0.25, axis=axis)
+    if x.size < 2 or np.ptp(x) == 0:
+        return float(stat(x)), float("nan"), float("nan")
+    res = bootstrap((x,), stat, n_resamples=10_000, method="percentile", random_state=np.random.default_rng(0))
+    return float(stat(x)), float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def main(path: str) -> None:
+    runs: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            runs[r["task"]][r["variant"]].append(r)
+    print("# Final scores beside sb3-contrib (v5, same protocol) and the published v3 figures\n")
+    print("IQM over seeds with a 95 % percentile-bootstrap CI (`compare.py`). **eval**: deterministic evaluation of the "
+          "final policy over 10 episodes; **train**: training return of the last 10 updates (sb3-contrib: of the last "
+          "10 episodes). sb3-contrib v5: 3 seeds, from `../shared/REFERENCE.md`; its IQM of 3 runs is their mean. "
+          "*beats* compares IQMs; *CI above* says whether our CI's lower end clears the reference.\n")
+    print("| task | variant | runs | eval IQM [95 % CI] | eval mean ± std | train IQM [95 % CI] | sb3-contrib v5 eval (train) | "
+          "published v3 | beats sb3 v5 | beats v3 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for task in ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"):
+        if task not in runs:
+            continue
+        sb3_eval = np.array([e for e, _ in SB3_V5[task]], float)
+        sb3_train = np.array([t for _, t in SB3_V5[task]], float)
+        sb3 = float(trim_mean(sb3_eval, 0.25))
+        for variant, rows in runs[task].items():
+            ev = np.array([float(r["eval_final"]) for r in rows])
+            tr = np.array([float(r["train_final"]) for r in rows])
+            e, elo, ehi = iqm_ci(ev)
+            t, tlo, thi = iqm_ci(tr)
+            verdict = lambda ref: ("yes" if e > ref else "no") + (", CI above" if elo > ref else "")
+            print(f"| {task} | {variant} | {len(rows)} | {e:.0f} [{elo:.0f}, {ehi:.0f}] | {ev.mean():.0f} ± {ev.std(ddof=1):.0f} "
+                  f"| {t:.0f} [{tlo:.0f}, {thi:.0f}] | {sb3:.0f} ({sb3_train.mean():.0f}) | {PUBLISHED_V3[task]} "
+                  f"| {verdict(sb3)} | {verdict(PUBLISHED_V3[task])} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
