@@ -79,8 +79,9 @@ def main(path: str) -> None:
                             for a, b in zip(sorted(n, key=lambda r: r["seed"]), sorted(t, key=lambda r: r["seed"])))
             verdict = ("untestable here: the two variants' runs are identical (the line search never acted)" if identical
                        else "holds" if d_col[1] > 0 else "reversed" if d_col[2] < 0 else "not resolved")
-            print(f"| 2. more catastrophic drops without the line search | collapses per run, trpo_no_ls − trpo | "
-                  f"{fmt(diff_ci(col(n, 'eval_final'), col(t, 'eval_final')))} (eval) | {fmt(d_col, 2)} (collapses) | {verdict} |")
+            print(f"| 2. more catastrophic drops without the line search | trpo_no_ls − trpo | "
+                  f"{fmt(diff_ci(col(n, 'eval_final'), col(t, 'eval_final')))} | {fmt(diff_ci(col(n, 'train_final'), col(t, 'train_final')))} "
+                  f"| collapses per run {fmt(d_col, 2)}: {verdict} |")
         for v in ("trpo_max_kl", "trpo_empirical_fisher"):
             if v in variants:
                 d = diff_ci(col(variants[v], "eval_final"), col(t, "eval_final"))
