@@ -16,7 +16,8 @@ and the run's step statistics, each a share of its updates unless said otherwise
   return so far (a count); ``worst_drop``: the largest such drop.
 - ``violation_rate``: the accepted step broke the constraint (its KL statistic > δ); ``accepted_rate``: a
   step was taken (not the old parameters kept).
-- ``full_step_violation_rate``: the full step, before any line search, broke the constraint.
+- ``full_step_violation_rate``: the full KL-scaled step √(2δ/κ)·x, before any line search, broke the
+  constraint (for a fixed step rule this step is counterfactual: measured, not taken).
 - ``line_search_acted``: the step taken was shorter than the full step (``step/fraction`` < 1: the line
   search backtracked or rejected); ``line_search_rejected``: no candidate was accepted.
 - ``kl_over_delta_median``: the median over updates of the taken step's KL statistic / δ.
@@ -190,7 +191,7 @@ def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path, args: argpa
         + "\n\n## Step statistics\n\nShares of updates, averaged over seeds; counts summed over seeds. "
         "*improved / resolved*: updates whose paired old-vs-new evaluation resolved a change (|mean| > 2·SE) "
         "and, of those, the ones that improved. *violation*: the step taken broke the KL constraint; *full step "
-        "violates*: the step before any line search did; *line search acts*: the step taken is shorter than the "
+        "violates*: the full KL-scaled step, before any line search, did (counterfactual for a fixed step); *line search acts*: the step taken is shorter than the "
         "full step; *rejects*: no candidate accepted (old parameters kept).\n\n" + steps
         + sources_and_skipped(args.sweep_dirs, skipped)
     )
