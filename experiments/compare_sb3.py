@@ -1,6 +1,7 @@
 """This study's final scores beside the peer and the published figures, from runs.csv (trpo_lab.reports.final_scores).
 
-    python experiments/mujoco_1m/compare.py experiments/mujoco_1m/runs.csv > experiments/mujoco_1m/comparison.md
+    python experiments/compare_sb3.py experiments/mujoco_1m/runs.csv > experiments/mujoco_1m/comparison.md
+    python experiments/compare_sb3.py experiments/kl_units/runs.csv > experiments/kl_units/comparison.md
 
 The peer numbers are quoted from ../shared/REFERENCE.md, not measured here:
 - sb3-contrib 2.9.2 TRPO at RL-Zoo settings on the same v5 tasks and the same protocol, 1M env steps, seeds 0–2
@@ -42,7 +43,7 @@ def main(path: str) -> None:
         for r in csv.DictReader(f):
             runs[r["task"]][r["variant"]].append(r)
     print("# Final scores beside sb3-contrib (v5, same protocol) and the published v3 figures\n")
-    print("IQM over seeds with a 95 % percentile-bootstrap CI (`compare.py`). **eval**: deterministic evaluation of the "
+    print("IQM over seeds with a 95 % percentile-bootstrap CI (`experiments/compare_sb3.py`). **eval**: deterministic evaluation of the "
           "final policy over 10 episodes; **train**: training return of the last 10 updates (sb3-contrib: of the last "
           "10 episodes). sb3-contrib v5: 3 seeds, from `../shared/REFERENCE.md`; its IQM of 3 runs is their mean. "
           "*beats* compares IQMs; *CI above* says whether our CI's lower end clears the reference.\n")
