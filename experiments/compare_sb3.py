@@ -16,7 +16,9 @@ import sys
 from collections import defaultdict
 
 import numpy as np
-from scipy.stats import bootstrap, trim_mean
+from scipy.stats import trim_mean
+
+from trpo_lab.stats import bootstrap_ci, iqm
 
 #: ../shared/REFERENCE.md, "sb3-contrib TRPO on gymnasium v5, measured here": (eval10, train10) for seeds 0, 1, 2
 SB3_V5 = {
@@ -29,12 +31,8 @@ PUBLISHED_V3 = {"Hopper-v5": 3372, "Walker2d-v5": 4502, "HalfCheetah-v5": 1803}
 
 
 def iqm_ci(x: np.ndarray) -> tuple[float, float, float]:
-    """IQM (scipy.stats.trim_mean(x, 0.25)) with a 95 % percentile-bootstrap CI over seeds (10 000 resamples, seed 0)."""
-    stat = lambda s, axis=-1: trim_mean(s, 0.25, axis=axis)
-    if x.size < 2 or np.ptp(x) == 0:
-        return float(stat(x)), float("nan"), float("nan")
-    res = bootstrap((x,), stat, n_resamples=10_000, method="percentile", random_state=np.random.default_rng(0))
-    return float(stat(x)), float(res.confidence_interval.low), float(res.confidence_interval.high)
+    """IQM with a 95 % percentile-bootstrap CI over seeds (trpo_lab.stats, 10 000 resamples, seed 0)."""
+    return iqm(x), *bootstrap_ci([x], iqm)
 
 
 def main(path: str) -> None:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from trpo_lab.stats import bootstrap_band, bootstrap_ci, iqm, mean_ci
+from trpo_lab.stats import bootstrap_band, bootstrap_ci, iqm, difference_ci, mean_ci
 
 
 def sort_and_slice_iqm(x) -> float:
@@ -97,3 +97,20 @@ def test_bootstrap_band_is_the_enumerated_interval_at_each_point():
     np.testing.assert_allclose(mean[1:], base[1:] + 3.25)
     np.testing.assert_allclose(lo[1:], base[1:] + exact_lo, atol=1e-9)
     np.testing.assert_allclose(hi[1:], base[1:] + exact_hi, atol=1e-9)
+
+
+def test_difference_ci_against_the_exact_bootstrap_distribution():
+    # two values per group: each resampled mean is one of {a0, mean, a1} with chances ¼, ½, ¼, so the difference's
+    # bootstrap distribution is known exactly: a = (0, 10) and b = (0, 0) give 0, 5, 10 with chances ¼, ½, ¼, so its
+    # 2.5th and 97.5th percentiles are 0 and 10
+    d, lo, hi = difference_ci([0.0, 10.0], [0.0, 0.0], n_resamples=20_000, confidence=0.95, seed=1)
+    assert d == 5.0 and lo == 0.0 and hi == 10.0
+    assert difference_ci([3.0, 3.0], [1.0, 1.0]) == (2.0, 2.0, 2.0)  # every resample gives the same difference
+    d, lo, hi = difference_ci([1.0], [0.0, 2.0])
+    assert d == 0.0 and math.isnan(lo) and math.isnan(hi)  # one run gives no interval
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.0, 1.0, 400), rng.normal(3.0, 1.0, 400)
+    d, lo, hi = difference_ci(a, b)
+    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)  # the normal approximation, independent of scipy
+    assert d == pytest.approx(a.mean() - b.mean())
+    assert lo == pytest.approx(d - 1.96 * se, abs=0.25 * se) and hi == pytest.approx(d + 1.96 * se, abs=0.25 * se)

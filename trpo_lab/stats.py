@@ -5,6 +5,7 @@
 - :func:`bootstrap_ci`: a percentile bootstrap CI (``scipy.stats.bootstrap(..., method="percentile")``),
   stratified when given several strata: each stratum (e.g. one task's seeds) is resampled on its own,
   and the statistic is taken over their concatenation (Agarwal et al. 2021).
+- :func:`difference_ci`: the difference of two groups' means with its CI (each group resampled on its own).
 - :func:`mean_ci`, :func:`bootstrap_band`: the mean over runs with its CI, for one number per run or for
   whole curves (seeds resampled as whole curves, the same resample at every point).
 
@@ -87,6 +88,26 @@ def mean_ci(
         return math.nan, math.nan, math.nan
     lo, hi = bootstrap_ci([v], np.mean, n_resamples, confidence, seed)
     return float(v.mean()), lo, hi
+
+
+def difference_ci(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_resamples: int = 10_000,
+    confidence: float = 0.95, seed: int = 0,
+) -> tuple[float, float, float]:
+    """``(mean(a) − mean(b), lower, upper)``: the difference of two groups' means (e.g. two variants' runs) with a
+    percentile bootstrap CI, each group resampled on its own. NaN bounds when a group holds fewer than two values;
+    when both groups are constant every resample gives the same difference, which is then its own interval."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = float(x.mean() - y.mean())
+    if min(x.size, y.size) < 2:
+        return d, math.nan, math.nan
+    if np.ptp(x) == 0 and np.ptp(y) == 0:  # scipy calls this degenerate and returns NaN
+        return d, d, d
+    result = _scipy_stats.bootstrap(
+        (x, y), lambda u, v, axis=-1: u.mean(axis=axis) - v.mean(axis=axis), n_resamples=n_resamples,
+        confidence_level=confidence, method="percentile", vectorized=True, random_state=np.random.default_rng(seed),
+    )
+    return d, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def bootstrap_band(

@@ -16,27 +16,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
+
+from trpo_lab.stats import difference_ci as diff_ci, mean_ci
 
 
 def parse_variant(label: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in label.split(", "))
-
-
-def mean_ci(x: np.ndarray) -> tuple[float, float, float]:
-    if x.size < 2 or np.ptp(x) == 0:
-        return float(x.mean()), float("nan"), float("nan")
-    res = bootstrap((x,), np.mean, n_resamples=10_000, method="percentile", random_state=np.random.default_rng(0))
-    return float(x.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def diff_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    d = float(a.mean() - b.mean())
-    if min(a.size, b.size) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
-        return d, float("nan"), float("nan")
-    res = bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), vectorized=True,
-                    n_resamples=10_000, method="percentile", random_state=np.random.default_rng(0))
-    return d, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def main(csv_path: str, out: str) -> None:

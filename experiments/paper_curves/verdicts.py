@@ -21,22 +21,11 @@ import sys
 from collections import defaultdict
 
 import numpy as np
-from scipy.stats import bootstrap, trim_mean
+from scipy.stats import trim_mean
+
+from trpo_lab.stats import difference_ci as diff_ci
 
 PREFIX = "experiment/paper_variant="
-
-
-def diff_ci(a: list[float], b: list[float]) -> tuple[float, float, float]:
-    """mean(a) − mean(b) and its 95 % percentile-bootstrap CI (a and b resampled independently)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    d = float(a.mean() - b.mean())
-    if min(a.size, b.size) < 2:
-        return d, float("nan"), float("nan")
-    if np.ptp(a) == 0 and np.ptp(b) == 0:  # every resample gives d (scipy calls this degenerate and returns NaN)
-        return d, d, d
-    res = bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), vectorized=True,
-                    n_resamples=10_000, method="percentile", random_state=np.random.default_rng(0))
-    return d, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def fmt(d: tuple[float, float, float], digits: int = 0) -> str:
