@@ -1,6 +1,6 @@
 """This study's final scores beside the peer and the published figures, from runs.csv (trpo_lab.reports.final_scores).
 
-    python experiments/compare_sb3.py experiments/mujoco_1m/runs.csv > experiments/mujoco_1m/comparison.md
+    python experiments/compare_sb3.py experiments/mujoco_1m/runs.csv --reference "algo=trpo," > experiments/mujoco_1m/comparison.md
     python experiments/compare_sb3.py experiments/kl_units/runs.csv > experiments/kl_units/comparison.md
 
 The peer numbers are quoted from ../shared/REFERENCE.md, not measured here:
@@ -11,6 +11,7 @@ The peer numbers are quoted from ../shared/REFERENCE.md, not measured here:
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 from collections import defaultdict
@@ -18,7 +19,7 @@ from collections import defaultdict
 import numpy as np
 from scipy.stats import trim_mean
 
-from trpo_lab.stats import bootstrap_ci, iqm
+from trpo_lab.stats import bootstrap_ci, difference_ci, iqm
 
 #: ../shared/REFERENCE.md, "sb3-contrib TRPO on gymnasium v5, measured here": (eval10, train10) for seeds 0, 1, 2
 SB3_V5 = {
@@ -35,7 +36,11 @@ def iqm_ci(x: np.ndarray) -> tuple[float, float, float]:
     return iqm(x), *bootstrap_ci([x], iqm)
 
 
-def main(path: str) -> None:
+def fmt_diff(d: tuple[float, float, float]) -> str:
+    return f"{d[0]:+.0f} [{d[1]:+.0f}, {d[2]:+.0f}]"
+
+
+def main(path: str, reference: str | None) -> None:
     runs: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
@@ -44,10 +49,12 @@ def main(path: str) -> None:
     print("IQM over seeds with a 95 % percentile-bootstrap CI (`experiments/compare_sb3.py`). **eval**: deterministic evaluation of the "
           "final policy over 10 episodes; **train**: training return of the last 10 updates (sb3-contrib: of the last "
           "10 episodes). sb3-contrib v5: 3 seeds, from `../shared/REFERENCE.md`; its IQM of 3 runs is their mean. "
-          "*beats* compares IQMs; *CI above* says whether our CI's lower end clears the reference.\n")
+          "*beats* compares IQMs; *CI above* says whether our CI's lower end clears the reference. *Δ sb3 v5*: our mean eval "
+          "minus sb3-contrib's mean eval, with a 95 % percentile-bootstrap CI (both groups' seeds resampled; "
+          "`trpo_lab.stats.difference_ci`).\n")
     print("| task | variant | runs | eval IQM [95 % CI] | eval mean ± std | train IQM [95 % CI] | sb3-contrib v5 eval (train) | "
-          "published v3 | beats sb3 v5 | beats v3 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "published v3 | beats sb3 v5 | Δ sb3 v5 [95 % CI] | beats v3 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for task in ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"):
         if task not in runs:
             continue
@@ -62,8 +69,28 @@ def main(path: str) -> None:
             verdict = lambda ref: ("yes" if e > ref else "no") + (", CI above" if elo > ref else "")
             print(f"| {task} | {variant} | {len(rows)} | {e:.0f} [{elo:.0f}, {ehi:.0f}] | {ev.mean():.0f} ± {ev.std(ddof=1):.0f} "
                   f"| {t:.0f} [{tlo:.0f}, {thi:.0f}] | {sb3:.0f} ({sb3_train.mean():.0f}) | {PUBLISHED_V3[task]} "
-                  f"| {verdict(sb3)} | {verdict(PUBLISHED_V3[task])} |")
+                  f"| {verdict(sb3)} | {fmt_diff(difference_ci(ev, sb3_eval))} | {verdict(PUBLISHED_V3[task])} |")
+    if reference is None:
+        return
+    print(f"\n## Each variant against the reference `{reference}`\n")
+    print("Difference of means over seeds (variant − reference) with a 95 % percentile-bootstrap CI, each group's seeds "
+          "resampled on its own. Resolved where the CI excludes 0.\n")
+    print("| task | variant | runs | eval: Δmean [95 % CI] | train: Δmean [95 % CI] |")
+    print("|---|---|---|---|---|")
+    for task, variants in runs.items():
+        ref = [rows for v, rows in variants.items() if reference in v]
+        if len(ref) != 1:
+            sys.exit(f"error: {task}: {len(ref)} variants contain {reference!r}; give a substring that names one")
+        col = lambda rows, k: [float(r[k]) for r in rows]
+        for variant, rows in variants.items():
+            if rows is not ref[0]:
+                print(f"| {task} | {variant} | {len(rows)} | {fmt_diff(difference_ci(col(rows, 'eval_final'), col(ref[0], 'eval_final')))} "
+                      f"| {fmt_diff(difference_ci(col(rows, 'train_final'), col(ref[0], 'train_final')))} |")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs_csv", help="a study's runs.csv (scripts/final_scores.py)")
+    parser.add_argument("--reference", help="a substring naming one variant per task; adds each variant's difference to it")
+    args = parser.parse_args()
+    main(args.runs_csv, args.reference)

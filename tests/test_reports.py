@@ -74,6 +74,19 @@ def test_plot_curves_final_window_is_the_mean_of_the_last_updates(tmp_path):
     assert rec["final_scores"] == [pytest.approx(np.mean(returns[-5:]))]
 
 
+def test_curves_bridge_updates_in_which_no_episode_ended(tmp_path):
+    """HalfCheetah logs a return only every other update; the mean curve is interpolated across the gaps,
+    not blanked (which left a figure of isolated dots), and is NaN only before the first return."""
+    gappy = [None, 10.0, None, 30.0, None, 50.0]
+    for seed, offset in enumerate([0.0, 100.0]):
+        write_run(tmp_path / "sweep" / str(seed), [f"seed={seed}"],
+                  return_rows([None if r is None else r + offset for r in gappy]), seed=seed)
+    (runs,) = group_runs(load_runs([tmp_path / "sweep"])[0]).values()
+    x, y = curves.aligned_curves(next(iter(runs.values())))
+    assert x.tolist() == [1000, 2000, 3000, 4000, 5000, 6000]
+    np.testing.assert_allclose(y, [[np.nan, 10, 20, 30, 40, 50], [np.nan, 110, 120, 130, 140, 150]])
+
+
 # -- step behaviour -----------------------------------------------------------------------------------
 
 

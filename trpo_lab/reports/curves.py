@@ -56,6 +56,9 @@ def aligned_curves(runs: Sequence[Run], key: str = "return/mean", x_key: str = "
 
     The grid is the x values of the first run up to the shortest run's last x; runs logged at other
     x values are linearly interpolated onto it. A point before a run's first logged value is NaN.
+    Gaps inside a run are interpolated too: ``return/mean`` is null in an update in which no episode
+    ended (every other update on HalfCheetah, whose episodes all last 1000 steps), and one such gap in
+    one seed would otherwise blank the mean, and so the line, at that point.
     """
     curves = [(r.column(x_key), r.column(key)) for r in runs]
     end = min(float(np.nanmax(x)) for x, _ in curves)
@@ -66,7 +69,7 @@ def aligned_curves(runs: Sequence[Run], key: str = "return/mean", x_key: str = "
         ok = np.isfinite(x) & np.isfinite(y)
         if ok.sum() == 0:
             ys.append(np.full(grid.shape, np.nan))
-        elif np.array_equal(x, x0) and x.size == grid.size:
+        elif ok.all() and np.array_equal(x, x0) and x.size == grid.size:
             ys.append(y.copy())
         else:
             ys.append(np.interp(grid, x[ok], y[ok], left=np.nan))
