@@ -19,6 +19,7 @@ from collections import defaultdict
 import numpy as np
 from scipy.stats import trim_mean
 
+from trpo_lab.reports.markdown import format_ci
 from trpo_lab.stats import bootstrap_ci, difference_ci, iqm
 
 #: ../shared/REFERENCE.md, "sb3-contrib TRPO on gymnasium v5, measured here": (eval10, train10) for seeds 0, 1, 2
@@ -36,15 +37,17 @@ def iqm_ci(x: np.ndarray) -> tuple[float, float, float]:
     return iqm(x), *bootstrap_ci([x], iqm)
 
 
-def fmt_diff(d: tuple[float, float, float]) -> str:
-    return f"{d[0]:+.0f} [{d[1]:+.0f}, {d[2]:+.0f}]"
-
-
 def main(path: str, reference: str | None) -> None:
     runs: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             runs[r["task"]][r["variant"]].append(r)
+    references: dict[str, list[dict]] = {}
+    for task, variants in runs.items():  # checked before any output
+        named = [rows for v, rows in variants.items() if reference is not None and reference in v]
+        if reference is not None and len(named) != 1:
+            sys.exit(f"error: {task}: {len(named)} variants contain {reference!r}; give a substring that names one")
+        references[task] = named[0] if named else []
     print("# Final scores beside sb3-contrib (v5, same protocol) and the published v3 figures\n")
     print("IQM over seeds with a 95 % percentile-bootstrap CI (`experiments/compare_sb3.py`). **eval**: deterministic evaluation of the "
           "final policy over 10 episodes; **train**: training return of the last 10 updates (sb3-contrib: of the last "
@@ -69,24 +72,21 @@ def main(path: str, reference: str | None) -> None:
             verdict = lambda ref: ("yes" if e > ref else "no") + (", CI above" if elo > ref else "")
             print(f"| {task} | {variant} | {len(rows)} | {e:.0f} [{elo:.0f}, {ehi:.0f}] | {ev.mean():.0f} ± {ev.std(ddof=1):.0f} "
                   f"| {t:.0f} [{tlo:.0f}, {thi:.0f}] | {sb3:.0f} ({sb3_train.mean():.0f}) | {PUBLISHED_V3[task]} "
-                  f"| {verdict(sb3)} | {fmt_diff(difference_ci(ev, sb3_eval))} | {verdict(PUBLISHED_V3[task])} |")
+                  f"| {verdict(sb3)} | {format_ci(*difference_ci(ev, sb3_eval), digits=0, signed=True)} | {verdict(PUBLISHED_V3[task])} |")
     if reference is None:
         return
+    col = lambda rows, k: [float(r[k]) for r in rows]
     print(f"\n## Each variant against the reference `{reference}`\n")
     print("Difference of means over seeds (variant − reference) with a 95 % percentile-bootstrap CI, each group's seeds "
           "resampled on its own. Resolved where the CI excludes 0.\n")
     print("| task | variant | runs | eval: Δmean [95 % CI] | train: Δmean [95 % CI] |")
     print("|---|---|---|---|---|")
     for task, variants in runs.items():
-        ref = [rows for v, rows in variants.items() if reference in v]
-        if len(ref) != 1:
-            sys.exit(f"error: {task}: {len(ref)} variants contain {reference!r}; give a substring that names one")
-        col = lambda rows, k: [float(r[k]) for r in rows]
+        ref = references[task]
+        diff = lambda rows, k: format_ci(*difference_ci(col(rows, k), col(ref, k)), digits=0, signed=True)
         for variant, rows in variants.items():
-            if rows is not ref[0]:
-                print(f"| {task} | {variant} | {len(rows)} | {fmt_diff(difference_ci(col(rows, 'eval_final'), col(ref[0], 'eval_final')))} "
-                      f"| {fmt_diff(difference_ci(col(rows, 'train_final'), col(ref[0], 'train_final')))} |")
-
+            if rows is not ref:
+                print(f"| {task} | {variant} | {len(rows)} | {diff(rows, 'eval_final')} | {diff(rows, 'train_final')} |")
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trpo_lab.reports.markdown import format_ci
 from trpo_lab.stats import difference_ci as diff_ci, mean_ci
 
 
@@ -45,7 +46,7 @@ def main(csv_path: str, out: str) -> None:
             pct = lambda x: f"{np.mean(x):.0%}"
             lines.append(
                 f"| {delta:g} | {curvature} | {col(none, 'eval_final').mean():.0f} ± {col(none, 'eval_final').std(ddof=1):.0f} "
-                f"| {col(bt, 'eval_final').mean():.0f} ± {col(bt, 'eval_final').std(ddof=1):.0f} | {d[0]:+.0f} [{d[1]:+.0f}, {d[2]:+.0f}] "
+                f"| {col(bt, 'eval_final').mean():.0f} ± {col(bt, 'eval_final').std(ddof=1):.0f} | {format_ci(*d, digits=0, signed=True)} "
                 f"| {col(none, 'train_final').mean():.0f} / {col(bt, 'train_final').mean():.0f} "
                 f"| {pct(col(none, 'full_step_violation_rate'))} / {pct(col(bt, 'full_step_violation_rate'))} "
                 f"| {pct(col(bt, 'line_search_acted'))} | {pct(col(bt, 'line_search_rejected'))} "

@@ -23,13 +23,14 @@ from collections import defaultdict
 import numpy as np
 from scipy.stats import trim_mean
 
+from trpo_lab.reports.markdown import format_ci
 from trpo_lab.stats import difference_ci as diff_ci
 
 PREFIX = "experiment/paper_variant="
 
 
 def fmt(d: tuple[float, float, float], digits: int = 0) -> str:
-    return f"{d[0]:+.{digits}f} [{d[1]:+.{digits}f}, {d[2]:+.{digits}f}]"
+    return format_ci(*d, digits=digits, signed=True)
 
 
 def main(path: str) -> None:

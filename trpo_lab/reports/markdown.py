@@ -11,13 +11,15 @@ from typing import Any
 from trpo_lab.runs import Run, display_path
 
 
-def format_ci(value: float, lo: float, hi: float, digits: int = 1) -> str:
-    """``"12.3 [10.1, 14.0]"``; ``"n/a"`` for NaN; ``"12.3 [no CI: 1 run]"`` when there is no interval."""
+def format_ci(value: float, lo: float, hi: float, digits: int = 1, signed: bool = False) -> str:
+    """``"12.3 [10.1, 14.0]"`` (``signed``, for differences: ``"+12.3 [-1.0, +14.0]"``); ``"n/a"`` for NaN;
+    ``"12.3 [no CI: 1 run]"`` when there is no interval."""
     if not math.isfinite(value):
         return "n/a"
+    f = f"{'+' if signed else ''}.{digits}f"
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{value:.{digits}f} [no CI: 1 run]"
-    return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+        return f"{value:{f}} [no CI: 1 run]"
+    return f"{value:{f}} [{lo:{f}}, {hi:{f}}]"
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
