@@ -135,12 +135,9 @@ def whole_loop(cfg: DictConfig, keep: Path | None) -> dict[str, Any]:
     run_dir = keep or Path(tempfile.mkdtemp(prefix="trpo-bench-"))
     load_before = os.getloadavg()
     t_build = time.perf_counter()
-    trainer = build_trainer(cfg, run_dir)
-    build_s = time.perf_counter() - t_build
-    try:
+    with build_trainer(cfg, run_dir) as trainer:
+        build_s = time.perf_counter() - t_build
         summary = trainer.run_updates()
-    finally:
-        trainer.collector.envs.close()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     load_after = os.getloadavg()
     if keep is None:
@@ -179,15 +176,14 @@ def whole_loop(cfg: DictConfig, keep: Path | None) -> dict[str, Any]:
 def update_only(cfg: DictConfig, repeats: int, threads: list[int], warmup: int) -> dict[str, Any]:
     """Median cost of one policy update and one critic fit on a fixed batch."""
     run_dir = Path(tempfile.mkdtemp(prefix="trpo-bench-"))
-    trainer = build_trainer(cfg, run_dir)
     try:
-        for _ in range(warmup):  # a policy a few updates in, so line searches and CG behave as in training
+        with build_trainer(cfg, run_dir) as trainer:
+            for _ in range(warmup):  # a policy a few updates in, so line searches and CG behave as in training
+                batch = trainer.collector.collect()
+                trainer.update(trainer.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
+                trainer.critic_fitter.fit(batch.obs, batch.returns, batch.values)
             batch = trainer.collector.collect()
-            trainer.update(trainer.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
-            trainer.critic_fitter.fit(batch.obs, batch.returns, batch.values)
-        batch = trainer.collector.collect()
     finally:
-        trainer.collector.envs.close()
         shutil.rmtree(run_dir, ignore_errors=True)
     fitter = trainer.critic_fitter
     saved = (copy.deepcopy(trainer.policy.state_dict()), copy.deepcopy(trainer.critic.state_dict()),

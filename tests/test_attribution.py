@@ -17,7 +17,8 @@ from trpo_lab.sinks import ConsoleProgress, JsonlSink
 from trpo_lab.metrics import PolicyUpdateStats
 from trpo_lab.policies import GaussianPolicy, ValueFunction
 from trpo_lab.rollout import RolloutCollector
-from trpo_lab.trainer import Evaluation, Sinks, Trainer
+from trpo_lab.schedule import Checkpoints, PairedEvaluation
+from trpo_lab.trainer import Sinks, Trainer
 
 EPISODE = 5  # steps per episode of the scripted env
 
@@ -76,14 +77,14 @@ def _train(tmp_path, shifts, log_std=-20.0, paired_every=1, warmup=0, normalize_
     collector = RolloutCollector(envs, policy, critic, steps_per_env=EPISODE, gamma=0.99, gae_lambda=0.95,
                                  obs_normalizer=obs_norm, reward_scaler=rew, seed=0)
     batch = num_envs * EPISODE
-    trainer = Trainer(
+    with Trainer(
         collector=collector, update=ShiftMean(shifts), critic_fitter=CriticFitter(critic, epochs=1),
         policy=policy, critic=critic, obs_normalizer=obs_norm, reward_scaler=rew, gamma=0.99,
-        total_env_steps=warmup + batch * len(shifts), run_dir=tmp_path, checkpoint_every=0,
-        evaluation=Evaluation(paired_envs=_envs(3), paired_every=paired_every), normalizer_warmup=warmup,
-    )
-    trainer.sinks = Sinks(jsonl=JsonlSink(tmp_path / "metrics.jsonl"), console=ConsoleProgress(trainer.total_env_steps, "off"))
-    trainer.run_updates()
+        total_env_steps=warmup + batch * len(shifts), run_dir=tmp_path, checkpoints=Checkpoints(every=0),
+        measurements=[PairedEvaluation(_envs(3), paired_every, seed=10_000)], normalizer_warmup=warmup,
+    ) as trainer:
+        trainer.sinks = Sinks(jsonl=JsonlSink(tmp_path / "metrics.jsonl"), console=ConsoleProgress(trainer.total_env_steps, "off"))
+        trainer.run_updates()
     return [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()], trainer
 
 

@@ -139,6 +139,45 @@ def test_critic_that_is_not_a_plain_mlp_falls_back_to_autograd():
     fitter.fit(torch.randn(64, 3), torch.randn(64), torch.zeros(64))
 
 
+class NetButNoProtocol(nn.Module):
+    """Has a plain-MLP ``net`` but does not say V(s) = net(s) (no ``value_mlp``): here V = 2·net(s)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = ValueFunction(3, (8,)).net
+
+    def forward(self, x):
+        return 2.0 * self.net(x).squeeze(-1)
+
+
+class ValueWithOffset(ValueFunction):
+    """A parameter besides the MLP: the flat fused fit would not know it."""
+
+    def __init__(self):
+        super().__init__(3, (8,))
+        self.offset = nn.Parameter(torch.zeros(()))
+
+    def forward(self, obs):
+        return super().forward(obs) + self.offset
+
+
+@pytest.mark.parametrize("make, fused", [(lambda: ValueFunction(3, (8,)), True), (NetButNoProtocol, False),
+                                         (ValueWithOffset, False)])
+def test_the_fused_critic_fit_is_chosen_by_the_protocol_and_matches_autograd(make, fused):
+    torch.manual_seed(0)
+    critic = make()
+    ref = copy.deepcopy(critic)
+    fitter = CriticFitter(critic, 1e-2, 2, 16, implementation="fused")
+    assert fitter.implementation == ("fused" if fused else "autograd")
+    obs, y = torch.randn(64, 3), torch.randn(64)
+    torch.manual_seed(1)
+    fitter.fit(obs, y, torch.zeros(64))
+    torch.manual_seed(1)
+    CriticFitter(ref, 1e-2, 2, 16, implementation="autograd").fit(obs, y, torch.zeros(64))
+    for p, q in zip(critic.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
 # -- the numpy actor -------------------------------------------------------------------------------------
 
 
@@ -193,6 +232,41 @@ def test_numpy_actor_is_reproducible_from_the_torch_seed():
 
 def test_no_numpy_actor_for_other_policies():
     assert NumpyActor.from_policy(StateStdGaussian(3, 2)) is None
+    pol = small_policy("gaussian", hidden=(8,))
+    pol.mean_net.insert(1, nn.LayerNorm(8))  # the protocol's methods, but a net that is no plain MLP
+    assert NumpyActor.from_policy(pol) is None
+
+
+class SampledStateStdGaussian(StateStdGaussian):
+    """StateStdGaussian with what acting needs (sample, log-prob) and nothing of the fast path."""
+
+    def sample(self, params):
+        mean, log_std = params
+        return mean + torch.exp(log_std) * torch.randn_like(mean)
+
+    def log_prob(self, params, actions):
+        mean, log_std = params
+        z = (actions - mean) * torch.exp(-log_std)
+        return -0.5 * (z * z).sum(-1) - log_std.sum(-1) - 0.5 * mean.shape[-1] * math.log(2 * math.pi)
+
+
+def test_collector_acts_through_torch_for_a_policy_without_the_fast_path():
+    """The reference path stays reachable: each step's actions are the torch policy's samples, in order."""
+    torch.manual_seed(0)
+    pol = SampledStateStdGaussian(1, 1)
+    envs = InProcessVectorEnv([lambda: CountingEnv(term_at=None)] * 2)  # obs = steps taken, whatever the action
+    col = RolloutCollector(
+        envs, pol, LinearValue(), steps_per_env=6, gamma=0.9, gae_lambda=0.9,
+        obs_normalizer=ObservationNormalizer((1,), enabled=False), reward_scaler=RewardScaler(2, 0.9, enabled=False),
+        seed=0,
+    )
+    torch.manual_seed(7)
+    batch = col.collect()
+    envs.close()
+    torch.manual_seed(7)
+    with torch.no_grad():
+        expected = [pol.sample(pol.dist_params(torch.full((2, 1), float(t)))) for t in range(6)]
+    torch.testing.assert_close(batch.actions, torch.cat(expected))
 
 
 # -- vector envs -----------------------------------------------------------------------------------------

@@ -7,15 +7,17 @@
 """
 import pytest
 import torch
+from torch import nn
 
 from trpo_lab.natural.fisher import (
     AnalyticFisher,
     EmpiricalFisher,
     _FuncLinearization,
     _MLPPolicyLinearization,
+    kl_hessian_vp,
     linearize_policy,
 )
-from trpo_lab.policies import CategoricalPolicy, GaussianPolicy
+from trpo_lab.policies import CategoricalPolicy, FastPathPolicy, GaussianPolicy
 
 from helpers import dense_kl_hessian, perturbed, small_policy
 
@@ -59,6 +61,71 @@ def test_analytic_fvp_matches_dense_kl_hessian(kind, activation, method):
     lin = linearize_policy(pol, obs)
     assert isinstance(lin, _FuncLinearization if kind == "custom" else _MLPPolicyLinearization)
     _assert_products_match(AnalyticFisher(method=method).build(pol, obs, act), dense_kl_hessian(pol, obs))
+
+
+class GaussianByComposition(nn.Module):
+    """A policy outside the class tree of trpo_lab.policies that has every fast-path method (by delegation)."""
+
+    discrete = False
+
+    def __init__(self, inner: GaussianPolicy) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def dist_params(self, obs):
+        return self.inner.dist_params(obs)
+
+    forward = dist_params
+
+    def kl(self, p, q):
+        return self.inner.kl(p, q)
+
+    def mlp_head(self):
+        return self.inner.mlp_head()
+
+    def fisher_block(self, old):
+        return self.inner.fisher_block(old)
+
+    def numpy_sampler(self, rng):
+        return self.inner.numpy_sampler(rng)
+
+
+def _variant(kind):
+    """Policies at the edges of the fast path, each with the Gaussian's closed-form Fisher block."""
+    pol = small_policy("gaussian")
+    if kind == "composed":  # the protocol, not the class, decides: the fast path
+        return GaussianByComposition(pol)
+    if kind == "layernorm_net":  # a net that is no plain MLP: J by torch.func, M still in closed form
+        pol.mean_net.insert(1, nn.LayerNorm(5))
+    if kind == "extra_parameter":  # a parameter besides the MLP and log σ: the by-hand J would miss it
+        pol.temperature = nn.Parameter(torch.ones(()))
+    return pol
+
+
+@pytest.mark.parametrize("kind, by_hand", [("composed", True), ("layernorm_net", False), ("extra_parameter", False)])
+def test_the_fast_path_protocol_decides_the_linearization(kind, by_hand):
+    pol = _variant(kind)
+    obs, act = _obs_actions(pol)
+    assert isinstance(pol, FastPathPolicy)
+    assert isinstance(linearize_policy(pol, obs), _MLPPolicyLinearization if by_hand else _FuncLinearization)
+    _assert_products_match(AnalyticFisher(method="jmj").build(pol, obs, act), dense_kl_hessian(pol, obs))
+
+
+def test_m_in_closed_form_only_for_a_policy_with_a_fisher_block(monkeypatch):
+    """M comes from ``fisher_block`` when the policy has one, else from the Hessian of its own ``kl``; both are M."""
+    pol, custom = small_policy("gaussian"), small_policy("custom")
+    calls = []
+    real = GaussianPolicy.fisher_block
+    monkeypatch.setattr(GaussianPolicy, "fisher_block", lambda self, old: calls.append(1) or real(self, old))
+    obs = torch.randn(6, 3)
+    for p in (pol, custom):
+        with torch.no_grad():
+            old = tuple(t.detach() for t in p.dist_params(obs))
+        u = tuple(torch.randn_like(t) for t in old)
+        expected = torch.func.jvp(torch.func.grad(lambda d: p.kl(old, d).mean()), (old,), (u,))[1]
+        for got, want in zip(kl_hessian_vp(p, old)(u), expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert not isinstance(custom, FastPathPolicy) and calls == [1]
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])

@@ -149,9 +149,9 @@ def test_nan_advantages_are_skipped_and_repeated_ones_stop_the_run(compose, tmp_
     monkeypatch.setattr(RolloutCollector, "collect", poisoned)
     cfg = compose(["env=cartpole", "debug=smoke", "total_env_steps=20480", "checkpoint_every=1",
                    "max_consecutive_skips=3"])
-    trainer = build_trainer(cfg, tmp_path)
-    with pytest.raises(TrainingDiverged, match="3 consecutive updates were skipped"):
-        trainer.run_updates()
+    with build_trainer(cfg, tmp_path) as trainer:
+        with pytest.raises(TrainingDiverged, match="3 consecutive updates were skipped"):
+            trainer.run_updates()
     rows = _rows(tmp_path)
     assert [r["step/skipped"] for r in rows] == [0, 0, 1, 1, 1]
     assert all("non-finite advantages" in r["step/skipped_reason"] for r in rows[2:])
@@ -223,8 +223,7 @@ def test_resume_restores_the_saved_state_values(compose, tmp_path):
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert np.any(np.asarray(saved["obs_normalizer"]["mean"]) != 0)  # not the defaults: the comparison means something
     torch.manual_seed(12345)  # any RNG state other than the saved one
-    trainer = build_trainer(compose(["env=pendulum", "debug=smoke", "total_env_steps=4096"]), tmp_path)
-    try:
+    with build_trainer(compose(["env=pendulum", "debug=smoke", "total_env_steps=4096"]), tmp_path) as trainer:
         rms = trainer.obs_normalizer.rms
         np.testing.assert_array_equal(rms.mean, saved["obs_normalizer"]["mean"])
         np.testing.assert_array_equal(rms.var, saved["obs_normalizer"]["var"])
@@ -247,7 +246,3 @@ def test_resume_restores_the_saved_state_values(compose, tmp_path):
                 assert torch.equal(v, saved[key][name]), (key, name)
         assert torch.equal(torch.get_rng_state(), saved["torch_rng"])
         assert (trainer.updates, trainer.env_steps) == (saved["updates"], saved["env_steps"]) == (4, 2048)
-    finally:
-        trainer.sinks.close()
-        trainer.collector.envs.close()
-        trainer.evaluation.close()

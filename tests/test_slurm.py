@@ -194,11 +194,10 @@ def test_sigusr2_checkpoints_after_the_update_in_flight_then_hands_over_to_the_p
     trainer.collector.collect = collect_then_signal
     before = signal.signal(signal.SIGUSR2, submitit_like)
     try:
-        with pytest.raises(SystemExit):
+        with trainer, pytest.raises(SystemExit):
             trainer.run_updates()
     finally:
         signal.signal(signal.SIGUSR2, before)
-        trainer.collector.envs.close()
     assert seen == {"signal": signal.SIGUSR2, "updates": 3, "checkpoint_updates": 3, "our_handler_restored": True}
     assert [r["env_steps"] for r in _rows(tmp_path)] == [BATCH, 2 * BATCH, 3 * BATCH]
 

@@ -6,7 +6,8 @@ Each update runs ``epochs`` passes of shuffled minibatches of Adam on the square
 
 Two implementations of the same steps (``CriticFitter(implementation=...)``):
 
-* ``fused`` (default, for the :class:`~trpo_lab.policies.ValueFunction` MLPs): the parameters, their
+* ``fused`` (default, for a :class:`~trpo_lab.policies.FastPathCritic` such as the
+  :class:`~trpo_lab.policies.ValueFunction` MLPs): the parameters, their
   gradient and Adam's moments live in flat buffers for the duration of ``fit``; each step is one
   forward pass, a hand-written backward pass (∂L/∂V = 2(V − R̂)/B, then the MLP's Jᵀ·u from
   :class:`~trpo_lab.nn.MLPLinearization`) and Adam's update as five in-place ops on
@@ -24,11 +25,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from torch import nn
 
 from trpo_lab.config import check_args
 from trpo_lab.metrics import CriticStats
-from trpo_lab.nn import MLPLinearization, mlp_layers
-from trpo_lab.policies import ValueFunction
+from trpo_lab.nn import MLPLinearization
+from trpo_lab.policies import critic_mlp
 
 
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -45,13 +47,14 @@ class CriticFitter:
         lr: Adam learning rate (default 1e-3).
         epochs: passes over the batch per update (default 10).
         minibatch_size: samples per Adam step (default 256; the batch size for full-batch steps).
-        implementation: ``fused`` (default; falls back to ``autograd`` for a critic that is not a
-            plain MLP) or ``autograd``. Same numbers either way, see the module docstring.
+        implementation: ``fused`` (default; falls back to ``autograd`` for a critic without an MLP
+            fast path, :func:`~trpo_lab.policies.critic_mlp`) or ``autograd``. Same numbers either
+            way, see the module docstring.
     """
 
     def __init__(
         self,
-        critic: ValueFunction,
+        critic: nn.Module,
         lr: float = 1e-3,
         epochs: int = 10,
         minibatch_size: int = 256,
@@ -63,11 +66,8 @@ class CriticFitter:
         self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
         self.epochs = int(epochs)
         self.minibatch_size = int(minibatch_size)
-        layers = mlp_layers(critic.net) if isinstance(critic, ValueFunction) else None
-        if layers is not None and len(list(critic.parameters())) != 2 * len(layers):
-            layers = None
-        self._layers = layers
-        self.implementation = implementation if layers is not None else "autograd"
+        self._layers = critic_mlp(critic)
+        self.implementation = implementation if self._layers is not None else "autograd"
 
     def fit(self, obs: torch.Tensor, targets: torch.Tensor, values_before: torch.Tensor) -> CriticStats:
         ev = explained_variance(values_before, targets)

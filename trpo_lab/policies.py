@@ -8,6 +8,10 @@ update. Each distribution's remaining closed forms live on its class too: the Fi
 F = JᵀMJ (:mod:`trpo_lab.natural.fisher`) and the numpy sampler of the per-step actor
 (:mod:`trpo_lab.rollout`); the network itself is :func:`trpo_lab.nn.mlp`.
 
+What a fast path needs beyond :class:`Policy` is a protocol too (:class:`FastPathPolicy`,
+:class:`FastPathCritic`), checked by its methods, never by class: a policy or critic without it takes the
+reference paths (``torch.func`` for the Fisher, the torch module for acting, autograd for the critic).
+
 Distribution parameters are tuples of tensors:
 
 * :class:`GaussianPolicy`: ``(mean, log_std)`` with ``mean`` of shape ``(B, act_dim)`` and
@@ -17,14 +21,15 @@ Distribution parameters are tuples of tensors:
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from trpo_lab.nn import mlp
+from trpo_lab.nn import MLPLayers, mlp, mlp_layers
 
 DistParams = tuple[torch.Tensor, ...]
 
@@ -57,15 +62,65 @@ FisherBlock = Callable[[DistParams], DistParams]
 NumpySampler = Callable[[np.ndarray], np.ndarray]
 
 
+@dataclass(frozen=True)
+class MLPHead:
+    """d(s) = (net(s), *state_independent) with ``net`` a plain MLP (its ``layers``, from
+    :func:`~trpo_lab.nn.mlp_layers`) and ``state_independent`` parameters that are distribution parameters
+    themselves (the Gaussian's state-independent log σ), so J of the latter is the identity."""
+
+    layers: MLPLayers
+    state_independent: tuple[nn.Parameter, ...]
+
+
+@runtime_checkable
+class FastPathPolicy(Protocol):
+    r"""What the fast paths need from a policy besides :class:`Policy` (methods only, so a plain
+    ``isinstance`` decides on any Python ≥ 3.10):
+
+    * :meth:`mlp_head`: its MLP and state-independent parameters (:class:`MLPHead`), or None when its
+      network is no plain MLP: then J·v and Jᵀ·u go through ``torch.func`` and acting through torch;
+    * :meth:`fisher_block`: u ↦ M·u, M = ∇²_d KL̄(π_old ‖ π_d) at d_old, the middle of F = JᵀMJ;
+    * :meth:`numpy_sampler`: the net's output ↦ a sampled action, in numpy, noise from ``rng``
+      (the per-step actor and the paired evaluation's common random numbers).
+    """
+
+    def mlp_head(self) -> MLPHead | None: ...
+
+    def fisher_block(self, old: DistParams) -> FisherBlock: ...
+
+    def numpy_sampler(self, rng: np.random.Generator) -> NumpySampler: ...
+
+
+@runtime_checkable
+class FastPathCritic(Protocol):
+    """What the fused critic fit needs: :meth:`value_mlp`, the layers of a plain MLP ``f`` with
+    V(s) = f(s)[..., 0] and no other parameters, or None (then the fit goes through autograd)."""
+
+    def value_mlp(self) -> MLPLayers | None: ...
+
+
+def policy_mlp(policy: Policy) -> MLPHead | None:
+    """``policy``'s :class:`MLPHead` if it is a :class:`FastPathPolicy` with one; None: the reference paths."""
+    return policy.mlp_head() if isinstance(policy, FastPathPolicy) else None
+
+
+def critic_mlp(critic: nn.Module) -> MLPLayers | None:
+    """``critic``'s MLP layers if it is a :class:`FastPathCritic` with one; None: the autograd fit."""
+    return critic.value_mlp() if isinstance(critic, FastPathCritic) else None
+
+
+def _only_params_of(module: nn.Module, layers: MLPLayers, extra: int = 0) -> bool:
+    """True if ``module``'s parameters are the layers' weights and biases and ``extra`` more."""
+    return len(list(module.parameters())) == 2 * len(layers) + extra
+
+
 class MLPPolicy(nn.Module):
-    r"""A policy whose distribution parameters are d(s) = (net(s), *state_independent): an MLP's output
-    followed by parameters that are distribution parameters themselves (the Gaussian's log σ).
+    r"""The base of the two policies: d(s) = (net(s), *state_independent), an MLP's output followed by
+    parameters that are distribution parameters themselves (the Gaussian's log σ).
 
-    Besides :class:`Policy`, each subclass gives the closed forms the fast paths use:
-
-    * :meth:`fisher_block`: u ↦ M·u, M = ∇²_d KL̄(π_old ‖ π_d) at d_old, the middle of F = JᵀMJ
-      (J is :class:`~trpo_lab.nn.MLPLinearization` for ``net``, the identity for the rest);
-    * :meth:`numpy_sampler`: the net's output ↦ a sampled action, in numpy (the per-step actor).
+    With each subclass's closed forms (:meth:`fisher_block`, :meth:`numpy_sampler`) it is a
+    :class:`FastPathPolicy`; :meth:`mlp_head` returns None once ``net`` is replaced by something that is
+    no plain MLP, or parameters are added besides it.
     """
 
     net: nn.Module
@@ -76,11 +131,11 @@ class MLPPolicy(nn.Module):
 
     dist_params = forward
 
-    def fisher_block(self, old: DistParams) -> FisherBlock:
-        raise NotImplementedError
-
-    def numpy_sampler(self, rng: np.random.Generator) -> NumpySampler:
-        raise NotImplementedError
+    def mlp_head(self) -> MLPHead | None:
+        layers = mlp_layers(self.net)
+        if layers is None or not _only_params_of(self, layers, len(self.state_independent)):
+            return None
+        return MLPHead(layers, tuple(self.state_independent))
 
 
 class GaussianPolicy(MLPPolicy):
@@ -242,7 +297,7 @@ class CategoricalPolicy(MLPPolicy):
 
 
 class ValueFunction(nn.Module):
-    """The critic V_φ(s): an MLP with a scalar output."""
+    """The critic V_φ(s): an MLP with a scalar output (a :class:`FastPathCritic`)."""
 
     def __init__(self, obs_dim: int, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh") -> None:
         super().__init__()
@@ -250,6 +305,10 @@ class ValueFunction(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
+
+    def value_mlp(self) -> MLPLayers | None:
+        layers = mlp_layers(self.net)
+        return layers if layers is not None and _only_params_of(self, layers) else None
 
 
 SUPPORTED_ACTION_SPACES = "gymnasium.spaces.Box (1-D, continuous) and gymnasium.spaces.Discrete"

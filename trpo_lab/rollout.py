@@ -1,9 +1,9 @@
 r"""Batch collection across a vector env, time-limit bootstrapping and GAE(γ, λ).
 
 The per-step loop does only what cannot be batched: normalise the observation, one batched
-policy call for all envs, one ``envs.step``, and writes into preallocated buffers. For the MLP
-policies of :mod:`trpo_lab.policies` the per-step policy call is :class:`NumpyActor` (a numpy copy
-of the weights, refreshed once per batch): for the 2–16 states of one vector step a dozen numpy
+policy call for all envs, one ``envs.step``, and writes into preallocated buffers. For a policy with
+an MLP fast path (:func:`~trpo_lab.policies.policy_mlp`: the policies of :mod:`trpo_lab.policies`) the
+per-step policy call is :class:`NumpyActor` (a numpy copy of the weights, refreshed once per batch): for the 2–16 states of one vector step a dozen numpy
 calls cost less than the torch module call's per-op dispatch (scripts/benchmark.py measures it).
 Log-probabilities under π_old (in torch, on the stored observations and actions), values,
 reward scaling, episode statistics and advantages are computed once per batch afterwards.
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
-from trpo_lab.nn import NumpyMLP, mlp_layers
-from trpo_lab.policies import MLPPolicy, Policy, ValueFunction
+from trpo_lab.nn import NumpyMLP
+from trpo_lab.policies import Policy, ValueFunction, policy_mlp
 
 
 def compute_gae(
@@ -61,9 +61,9 @@ def compute_gae(
 class NumpyActor:
     r"""Samples a ~ π_θ(·|s) for the few states of one vector step, with numpy.
 
-    A snapshot of an MLP policy (:meth:`from_policy`, once per batch): its network as a
+    A snapshot of a policy with an MLP fast path (:meth:`from_policy`, once per batch): its network as a
     :class:`~trpo_lab.nn.NumpyMLP` and its distribution's
-    :meth:`~trpo_lab.policies.MLPPolicy.numpy_sampler`, a = sample(net(s)).
+    :meth:`~trpo_lab.policies.FastPathPolicy.numpy_sampler`, a = sample(net(s)).
 
     The noise comes from a numpy generator seeded from torch's global RNG at each snapshot, so a
     run stays a function of ``torch.manual_seed`` (and of the RNG state checkpoints save).
@@ -74,11 +74,11 @@ class NumpyActor:
 
     @classmethod
     def from_policy(cls, policy: Policy) -> NumpyActor | None:
-        """The snapshot for an :class:`~trpo_lab.policies.MLPPolicy` whose net is a plain MLP; None otherwise."""
-        layers = mlp_layers(policy.net) if isinstance(policy, MLPPolicy) else None
-        if layers is None:
+        """The snapshot of a policy with an :class:`~trpo_lab.policies.MLPHead`; None otherwise (act with torch)."""
+        head = policy_mlp(policy)
+        if head is None:
             return None
-        net = NumpyMLP(layers)
+        net = NumpyMLP(head.layers)
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
         return cls(net, policy.numpy_sampler(rng))
 
@@ -118,7 +118,7 @@ class RolloutCollector:
         obs_normalizer: frozen during a batch, updated with its raw observations afterwards.
         reward_scaler: divides rewards by the running std of the discounted return.
         seed: seeds the envs' first reset (env i gets seed + i).
-        numpy_actor: act with :class:`NumpyActor` when the policy is a plain MLP (default); False
+        numpy_actor: act with :class:`NumpyActor` when the policy has an MLP fast path (default); False
             always calls the torch policy (the reference path).
     """
 

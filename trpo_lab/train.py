@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import traceback
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import ValueFunction, make_policy
 from trpo_lab.rollout import RolloutCollector
 from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink, done_line, progress_file_logger, run_metadata
-from trpo_lab.trainer import Evaluation, Sinks, Trainer, TrainingDiverged, TrainingInterrupted
+from trpo_lab.schedule import Checkpoints, Evaluation, PairedEvaluation
+from trpo_lab.trainer import Sinks, Trainer, TrainingDiverged, TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,18 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
     """Check ``cfg`` and ``run_dir`` (:func:`~trpo_lab.resume.check_run`) and build the trainer.
 
     Every check that can fail (config values, env, run folder, checkpoint) runs before the run
-    folder is claimed, any W&B run is made or any metric is written.
+    folder is claimed, any W&B run is made or any metric is written. The trainer owns the envs it
+    holds (use it as a context manager: ``with build_trainer(...) as trainer``); if a step after an
+    env was made raises, every env made so far is closed before the error propagates.
     """
-    run_dir = Path(run_dir)
+    with ExitStack() as made:
+        trainer = _assemble_trainer(cfg, Path(run_dir), run_meta, made)
+        made.pop_all()  # built: the trainer closes them from now on
+    return trainer
+
+
+def _assemble_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | None, made: ExitStack) -> Trainer:
+    """:func:`build_trainer`'s steps; every env is entered into ``made``."""
     check_run(cfg, run_dir)
     update = build_update(cfg.algo)
     state = checkpoint_to_resume(cfg, run_dir)
@@ -65,12 +76,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
     torch.manual_seed(cfg.seed)
 
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs)
-    envs = make_vec_env(cfg.env.id, cfg.rollout.num_envs, env_kwargs, backend=cfg.rollout.vector_env)
-    try:
-        policy = make_policy(envs.single_observation_space, envs.single_action_space, **cfg.policy)
-    except ValueError:
-        envs.close()
-        raise
+
+    def vec_env(num_envs: int, **kwargs: Any) -> Any:
+        return made.enter_context(closing(make_vec_env(cfg.env.id, num_envs, env_kwargs, **kwargs)))
+
+    envs = vec_env(cfg.rollout.num_envs, backend=cfg.rollout.vector_env)
+    policy = make_policy(envs.single_observation_space, envs.single_action_space, **cfg.policy)
     obs_dim = envs.single_observation_space.shape[0]
     critic = ValueFunction(obs_dim, cfg.critic.hidden_sizes, cfg.critic.activation)
     critic_fitter = CriticFitter(
@@ -85,20 +96,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | Non
         obs_normalizer=obs_normalizer, reward_scaler=reward_scaler, seed=cfg.seed,
         numpy_actor=cfg.rollout.numpy_actor,
     )
-    ev = cfg.eval
-    evaluation = Evaluation(
-        envs=make_vec_env(cfg.env.id, ev.episodes, env_kwargs) if ev.every > 0 else None,
-        every=ev.every,
-        seed=cfg.seed + ev.seed_offset,
-        paired_envs=make_vec_env(cfg.env.id, ev.paired.episodes, env_kwargs) if ev.paired.every > 0 else None,
-        paired_every=ev.paired.every,
-    )
+    ev, eval_seed = cfg.eval, cfg.seed + cfg.eval.seed_offset
+    measurements = [
+        Evaluation(vec_env(ev.episodes) if ev.every > 0 else None, ev.every, eval_seed),
+        PairedEvaluation(vec_env(ev.paired.episodes) if ev.paired.every > 0 else None, ev.paired.every, eval_seed),
+    ]
     trainer = Trainer(
         collector=collector, update=update, critic_fitter=critic_fitter, policy=policy, critic=critic,
         obs_normalizer=obs_normalizer, reward_scaler=reward_scaler, gamma=cfg.rollout.gamma,
-        total_env_steps=cfg.total_env_steps, run_dir=run_dir, seed=cfg.seed,
-        checkpoint_every=cfg.checkpoint_every, max_consecutive_skips=cfg.max_consecutive_skips,
-        evaluation=evaluation, monotonic=MonotonicTracker(cfg.collapse_share),
+        total_env_steps=cfg.total_env_steps, run_dir=run_dir, seed=cfg.seed, measurements=measurements,
+        checkpoints=Checkpoints(cfg.checkpoint_every), max_consecutive_skips=cfg.max_consecutive_skips,
+        monotonic=MonotonicTracker(cfg.collapse_share),
         normalizer_warmup=cfg.rollout.normalizer_warmup if cfg.rollout.normalize_obs else 0,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,11 +156,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         log.info("%s is already complete (%d env steps): nothing to do", run_dir, done["env_steps"])
         return done
     meta = run_metadata()
-    trainer = build_trainer(cfg, run_dir, meta)
-    try:
+    with build_trainer(cfg, run_dir, meta) as trainer:
         summary = trainer.run_updates()
-    finally:
-        trainer.collector.envs.close()
     summary["meta"] = meta
     write_summary(run_dir, summary)
     return summary

@@ -1,8 +1,10 @@
 """The one training loop shared by every variant: collect → update the policy → fit the critic → log.
 
-Also: periodic deterministic evaluation, the paired old-vs-new evaluation every k-th update,
-checkpoints (every N updates, at the end, and on SIGTERM/SIGINT), resuming, and the guard that stops
-a run whose updates keep failing.
+Also: checkpoints at the end and on SIGTERM/SIGINT, resuming, the guard that stops a run whose updates
+keep failing, and the pieces run at some updates (:mod:`trpo_lab.schedule`: the periodic deterministic
+evaluation, the paired old-vs-new evaluation every k-th update, a checkpoint every N updates). The
+trainer owns its envs (the collector's and the pieces'): use it as a context manager, which closes
+them and the sinks whatever happens.
 
 Attribution: every number on update k's row measures update k. The row is written once batch k+1
 has been collected, so that ``return/delta`` = return(batch k+1) − return(batch k); the row of the
@@ -27,12 +29,12 @@ import torch
 from trpo_lab.checkpoint import CHECKPOINT, write_checkpoint
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
-from trpo_lab.evaluate import evaluate_policy, paired_evaluation
-from trpo_lab.metrics import MonotonicTracker, PairedDifference, bound_terms, normalizer_kl_shift
+from trpo_lab.metrics import MonotonicTracker, bound_terms, normalizer_kl_shift
 from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink
 from trpo_lab.natural.update import NaturalGradientUpdate
-from trpo_lab.policies import Policy, ValueFunction
+from trpo_lab.policies import Policy
 from trpo_lab.rollout import RolloutCollector
+from trpo_lab.schedule import Checkpoints, Scheduled, UpdateDone
 
 log = logging.getLogger(__name__)
 
@@ -69,40 +71,11 @@ class Sinks:
 
 
 @dataclass
-class Evaluation:
-    """Evaluation settings and envs.
-
-    Args:
-        envs: a vector env with one env per deterministic evaluation episode (None: no periodic evaluation).
-        every: evaluate deterministically every this many updates (and after the last one); 0 disables.
-        seed: the eval envs' reset seed, the same at every evaluation so curves compare like with like.
-        paired_envs: one env per episode of the paired old-vs-new evaluation (None: off). π_old and
-            π_new, stochastic as trained, run on common random numbers: the same env seeds and the same
-            action-noise stream, fresh ones at each measured update.
-        paired_every: measure every this many updates (0: never).
-    """
-
-    envs: Any = None
-    every: int = 0
-    seed: int = 10_000
-    paired_envs: Any = None
-    paired_every: int = 0
-
-    def paired_due(self, update: int) -> bool:
-        return self.paired_envs is not None and self.paired_every > 0 and update % self.paired_every == 0
-
-    def close(self) -> None:
-        for e in (self.envs, self.paired_envs):
-            if e is not None:
-                e.close()
-
-
-@dataclass
 class Trainer:
     """Runs updates until ``total_env_steps`` env steps have been collected.
 
     Args:
-        collector: produces batches.
+        collector: produces batches (its envs are the trainer's).
         update: the natural-gradient policy update (the variant is in its pieces).
         critic_fitter: fits V after each policy update.
         policy, critic: the networks (for checkpoints).
@@ -112,10 +85,12 @@ class Trainer:
         run_dir: where ``checkpoint.pt`` is written.
         sinks: metric sinks.
         seed: the run's seed (env reseeding on resume).
-        checkpoint_every: write a checkpoint every this many updates (0: only at the end).
+        measurements: run at the updates they are due at, in this order, after the policy step and the
+            critic fit; their columns go into the update's row (:class:`~trpo_lab.schedule.Evaluation`,
+            :class:`~trpo_lab.schedule.PairedEvaluation`).
+        checkpoints: run once the update's row is complete and pending (default: every 50 updates).
         max_consecutive_skips: stop with :class:`TrainingDiverged` after this many skipped updates in a row.
-        evaluation: periodic and paired evaluation.
-        monotonic: the return accounting across updates.
+        monotonic: the return accounting across updates; it counts row k's ``paired/outcome``.
         normalizer_warmup: env steps run before the first batch only to fit the observation and
             reward statistics (rounded up to a multiple of the env count; counted in ``env_steps``); 0: none.
     """
@@ -124,7 +99,7 @@ class Trainer:
     update: NaturalGradientUpdate
     critic_fitter: CriticFitter
     policy: Policy
-    critic: ValueFunction
+    critic: torch.nn.Module
     obs_normalizer: ObservationNormalizer
     reward_scaler: RewardScaler
     gamma: float
@@ -132,22 +107,41 @@ class Trainer:
     run_dir: Path
     sinks: Sinks | None = None
     seed: int = 0
-    checkpoint_every: int = 50
+    measurements: list[Scheduled] = field(default_factory=list)
+    checkpoints: Scheduled = field(default_factory=lambda: Checkpoints(every=50))
     max_consecutive_skips: int = 5
-    evaluation: Evaluation = field(default_factory=Evaluation)
     monotonic: MonotonicTracker = field(default_factory=MonotonicTracker)
     normalizer_warmup: int = 0
     env_steps: int = 0
     updates: int = 0
     last_return: float | None = None
-    last_eval: dict[str, float] | None = None
     consecutive_skips: int = 0
     totals: dict[str, float] = field(default_factory=lambda: {"violated": 0.0, "accepted": 0.0, "skipped": 0.0})
-    time_split: dict[str, float] = field(
-        default_factory=lambda: {"rollout": 0.0, "update": 0.0, "critic": 0.0, "eval": 0.0, "paired": 0.0})
+    time_split: dict[str, float] = field(default_factory=dict)
     pending_row: dict[str, Any] | None = None  # update k's row, written once batch k+1 gives its return/delta
     _logged_steps: int = 0  # env_steps of the last row written (console progress)
     _stop_signal: int | None = None
+
+    def __post_init__(self) -> None:
+        for k in ("rollout", "update", "critic", *(p.name for p in self.measurements)):
+            self.time_split.setdefault(k, 0.0)
+
+    # -- the envs and sinks it owns ------------------------------------------------------------------
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the sinks, the collector's envs and every scheduled piece's (idempotent)."""
+        try:
+            if self.sinks is not None:
+                self.sinks.close()
+        finally:
+            self.collector.envs.close()
+            for piece in (*self.measurements, self.checkpoints):
+                piece.close()
 
     # -- the loop ------------------------------------------------------------------------------------
     def run_updates(self) -> dict[str, Any]:
@@ -172,8 +166,6 @@ class Trainer:
             return summary
         finally:
             self._restore_signal_handlers(previous)
-            self.sinks.close()
-            self.evaluation.close()
 
     def _one_update(self) -> None:
         t0 = time.perf_counter()
@@ -182,8 +174,9 @@ class Trainer:
         t1 = time.perf_counter()
         batch_return = float(np.mean(batch.episode_returns)) if batch.episode_returns else math.nan
         self._write_pending(batch_return)  # this batch is the one after the previous update
-        paired = self.evaluation.paired_due(self.updates + 1)
-        old_policy = copy.deepcopy(self.policy) if paired else None
+        k, last = self.updates + 1, self.env_steps + batch.size >= self.total_env_steps
+        due = [p.due(k, last) for p in self.measurements]
+        done = UpdateDone(k, last, copy.deepcopy(self.policy) if any(due) else None, normalizer_before)
         stats = self.update(self.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
         # θ_{k+1} was fitted to inputs normalised with the statistics batch k was collected with, but acts
         # on batch k+1 with the statistics updated by batch k: the KL of that change alone, at θ_{k+1}
@@ -207,16 +200,15 @@ class Trainer:
         row.update(critic_stats)
         row.update(bound_terms(stats.adv_max_abs, self.gamma, stats.ratio_advantage_mean, stats.kl_max))
         row["normalizer/kl_shift"], row["normalizer/kl_shift_max"] = shift_mean, shift_max
-        row.update(self._evaluate())
-        t4 = time.perf_counter()
-        difference = self._paired(old_policy, normalizer_before) if old_policy is not None else None
-        row.update(difference.to_dict() if difference is not None else PairedDifference.not_measured())
-        row.update(self.monotonic.record_outcome(difference.outcome if difference is not None else None))
-        t5 = time.perf_counter()
-        for k, dt in (("rollout", t1 - t0), ("update", t2 - t1), ("critic", t3 - t2), ("eval", t4 - t3),
-                      ("paired", t5 - t4)):
-            self.time_split[k] += dt
-            row[f"time/{k}_s"] = dt
+        elapsed = {"rollout": t1 - t0, "update": t2 - t1, "critic": t3 - t2}
+        for piece, is_due in zip(self.measurements, due):
+            t = time.perf_counter()
+            row.update(piece.run(self, done) if is_due else piece.idle_row)
+            elapsed[piece.name] = time.perf_counter() - t
+        row.update(self.monotonic.record_outcome(row.get("paired/outcome")))
+        for name, dt in elapsed.items():
+            self.time_split[name] = self.time_split.get(name, 0.0) + dt
+            row[f"time/{name}_s"] = dt
         row["perf/env_steps_per_s"] = batch.size / (t3 - t0)
         row["perf/max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.totals["violated"] += stats.constraint_violated
@@ -231,8 +223,8 @@ class Trainer:
                 f"{self.consecutive_skips} consecutive updates were skipped (last reason: {stats.skipped_reason}); "
                 f"stopping. metrics.jsonl and the last good checkpoint ({self.run_dir / CHECKPOINT}) are kept."
             )
-        if self.checkpoint_every and self.updates % self.checkpoint_every == 0:
-            self.save_checkpoint()
+        if self.checkpoints.due(k, last):
+            self.checkpoints.run(self, done)
 
     @property
     def rows_written(self) -> int:
@@ -248,27 +240,6 @@ class Trainer:
         assert self.sinks is not None
         self.sinks.log(row, row["env_steps"] - self._logged_steps)
         self._logged_steps = row["env_steps"]
-
-    def _evaluate(self) -> dict[str, float]:
-        """Deterministic evaluation every ``evaluation.every`` updates and after the last one."""
-        ev = self.evaluation
-        last = self.env_steps >= self.total_env_steps
-        if ev.envs is not None and ev.every and (self.updates % ev.every == 0 or last):
-            r = evaluate_policy(self.policy, ev.envs, ev.seed, self.obs_normalizer)
-            out = {"eval/return_mean": float(np.mean(r)), "eval/return_std": float(np.std(r))}
-            self.last_eval = {"return_mean": out["eval/return_mean"], "return_std": out["eval/return_std"],
-                              "episodes": len(r), "update": self.updates}
-            return out
-        return {}
-
-    def _paired(self, old_policy: Policy, normalizer_before: ObservationNormalizer) -> PairedDifference:
-        """θ_k against θ_{k+1}, both with the normaliser statistics batch k was collected and the update
-        computed with: the pair of Theorem 1, so a rejected step measures exactly 0. The statistics'
-        own change is measured apart (``normalizer/kl_shift``)."""
-        ev = self.evaluation
-        seed = ev.seed + 1 + self.updates * ev.paired_envs.num_envs
-        return paired_evaluation((old_policy, normalizer_before), (self.policy, normalizer_before),
-                                 ev.paired_envs, seed, noise_seed=seed)
 
     # -- signals -------------------------------------------------------------------------------------
     #: SIGTERM/SIGINT: stop; SIGUSR2: submitit's (Slurm's --signal) "time limit or preemption is near"
@@ -323,7 +294,7 @@ class Trainer:
             "env_steps": self.env_steps,
             "updates": self.updates,
             "final_return": self.last_return,
-            "final_eval": self.last_eval,
+            **{k: v for p in self.measurements for k, v in p.summary().items()},
             "best_return": m.best if m.best > -math.inf else None,
             "improved_fraction": m.improved_fraction,
             "resolved_updates": m.resolved,
@@ -338,38 +309,41 @@ class Trainer:
         }
 
     # -- checkpoints ---------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        wandb_run = self.sinks.wandb.run if self.sinks is not None and self.sinks.wandb is not None else None
+    def _components(self) -> dict[str, Any]:
+        """What a checkpoint holds the state of, each under its key (each has ``state_dict``/``load_state_dict``)."""
         return {
-            "policy": self.policy.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_optimizer": self.critic_fitter.optimizer.state_dict(),
-            "obs_normalizer": self.obs_normalizer.state_dict(),
-            "reward_scaler": self.reward_scaler.state_dict(),
-            "monotonic": self.monotonic.state_dict(),
+            "policy": self.policy, "critic": self.critic, "critic_optimizer": self.critic_fitter.optimizer,
+            "obs_normalizer": self.obs_normalizer, "reward_scaler": self.reward_scaler, "monotonic": self.monotonic,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The components' states, the counters, the pending row, torch's RNG state and each scheduled
+        piece's own entries (e.g. the evaluation's ``last_eval``)."""
+        wandb_run = self.sinks.wandb.run if self.sinks is not None and self.sinks.wandb is not None else None
+        state: dict[str, Any] = {k: c.state_dict() for k, c in self._components().items()}
+        state.update({
             "env_steps": self.env_steps,
             "updates": self.updates,
             "last_return": self.last_return,
-            "last_eval": self.last_eval,
             "totals": dict(self.totals),
             "time_split": dict(self.time_split),
             "pending_row": self.pending_row,
             "torch_rng": torch.get_rng_state(),
             "wandb_run_id": wandb_run.id if wandb_run is not None else None,
-        }
+        })
+        for piece in (*self.measurements, self.checkpoints):
+            state.update(piece.state_dict())
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint. The envs are reseeded with (seed, updates): env-internal state
         is not restored, so a resumed run is reproducible but not bit-identical to an uninterrupted one."""
-        self.policy.load_state_dict(state["policy"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_fitter.optimizer.load_state_dict(state["critic_optimizer"])
-        self.obs_normalizer.load_state_dict(state["obs_normalizer"])
-        self.reward_scaler.load_state_dict(state["reward_scaler"])
-        self.monotonic.load_state_dict(state["monotonic"])
+        for k, c in self._components().items():
+            c.load_state_dict(state[k])
+        for piece in (*self.measurements, self.checkpoints):
+            piece.load_state_dict(state)
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
         self.last_return = state.get("last_return")
-        self.last_eval = state.get("last_eval")
         self.totals.update(state.get("totals", {}))
         self.time_split.update(state.get("time_split", {}))
         self.pending_row = state.get("pending_row")
@@ -381,4 +355,3 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write ``checkpoint.pt`` atomically (temp file, then rename)."""
         return write_checkpoint(self.state_dict(), Path(self.run_dir) / CHECKPOINT)
-

@@ -34,21 +34,20 @@ def first_updates(seed: int, updates: int, conf_dir: str) -> list[dict[str, floa
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         cfg = compose("train", overrides=[f"seed={seed}", "logger.wandb.mode=disabled", "logger.console=off",
                                           "eval.every=0"])
-    trainer = build_trainer(cfg, Path(tempfile.mkdtemp(prefix="nkl-")))
-    warmup = int(cfg.rollout.get("normalizer_warmup", 0))
-    if warmup:  # this branch: the trainer warms the statistics up before the first batch
-        trainer.collector.warm_up(warmup)
-    out = []
-    for k in range(1, updates + 1):
-        before = copy.deepcopy(trainer.obs_normalizer)
-        batch = trainer.collector.collect()
-        raw = trainer.collector.raw_obs_buf.reshape(batch.size, -1).copy()
-        trainer.update(trainer.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
-        trainer.critic_fitter.fit(batch.obs, batch.returns, batch.values)
-        kl = kl_divergence(gaussian(trainer.policy, before, raw), gaussian(trainer.policy, trainer.obs_normalizer, raw))
-        out.append({"seed": seed, "update": k, "warmup_steps": warmup, "kl_mean": float(kl.mean()),
-                    "kl_max": float(kl.max()), "kl_mean_over_delta": float(kl.mean()) / cfg.algo.max_kl})
-    trainer.sinks.close()
+    with build_trainer(cfg, Path(tempfile.mkdtemp(prefix="nkl-"))) as trainer:  # closes its envs and sinks
+        warmup = int(cfg.rollout.get("normalizer_warmup", 0))
+        if warmup:  # this branch: the trainer warms the statistics up before the first batch
+            trainer.collector.warm_up(warmup)
+        out = []
+        for k in range(1, updates + 1):
+            before = copy.deepcopy(trainer.obs_normalizer)
+            batch = trainer.collector.collect()
+            raw = trainer.collector.raw_obs_buf.reshape(batch.size, -1).copy()
+            trainer.update(trainer.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
+            trainer.critic_fitter.fit(batch.obs, batch.returns, batch.values)
+            kl = kl_divergence(gaussian(trainer.policy, before, raw), gaussian(trainer.policy, trainer.obs_normalizer, raw))
+            out.append({"seed": seed, "update": k, "warmup_steps": warmup, "kl_mean": float(kl.mean()),
+                        "kl_max": float(kl.max()), "kl_mean_over_delta": float(kl.mean()) / cfg.algo.max_kl})
     return out
 
 

@@ -38,12 +38,12 @@ def main() -> None:
     shutil.copytree(args.run_dir, work, ignore=shutil.ignore_patterns("wandb"))
     cfg = OmegaConf.load(work / "config.yaml")
     cfg.resume, cfg.logger.wandb.mode, cfg.logger.console = True, "disabled", "off"
-    trainer = build_trainer(cfg, work)
     import copy
 
-    old_policy, normalizer = copy.deepcopy(trainer.policy), copy.deepcopy(trainer.obs_normalizer)
-    batch = trainer.collector.collect()
-    stats = trainer.update(trainer.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
+    with build_trainer(cfg, work) as trainer:  # closes its envs and sinks
+        old_policy, normalizer = copy.deepcopy(trainer.policy), copy.deepcopy(trainer.obs_normalizer)
+        batch = trainer.collector.collect()
+        stats = trainer.update(trainer.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
     envs = make_vec_env(cfg.env.id, args.episodes, OmegaConf.to_container(cfg.env.kwargs))
     paired, indep, paired_se, indep_se = [], [], [], []
     for r in range(args.repeats):
@@ -69,7 +69,6 @@ def main() -> None:
     out["se_ratio_independent_over_paired"] = out["independent_sd_over_repeats"] / out["paired_sd_over_repeats"]
     out["variance_ratio"] = out["se_ratio_independent_over_paired"] ** 2
     print(json.dumps(out))
-    trainer.sinks.close()
     shutil.rmtree(work.parent)
     if not math.isfinite(out["variance_ratio"]):
         raise SystemExit("non-finite result")

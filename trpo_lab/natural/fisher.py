@@ -14,8 +14,9 @@ The analytic Fisher has two implementations of the same matrix (``AnalyticFisher
 * ``jmj`` (default): F = Jᵀ M J, with J = ∂(distribution parameters)/∂θ and M the Hessian of
   the mean KL with respect to the distribution parameters, which is known in closed form
   (:func:`kl_hessian_vp`, from the policy's ``fisher_block``). J·v and Jᵀ·u are one forward-tangent
-  and one backward pass through the network, written out by hand for the MLP policies
-  (:class:`~trpo_lab.nn.MLPLinearization`) and done with ``torch.func`` for any other policy.
+  and one backward pass through the network, written out by hand for a policy with an MLP head
+  (:class:`~trpo_lab.nn.MLPLinearization`) and done with ``torch.func`` for any other policy
+  (both fast paths are :class:`~trpo_lab.policies.FastPathPolicy`'s).
 * ``double_backprop``: F·v = ∇_θ((∇_θ KL̄)·v), the textbook Hessian-vector product through autograd.
 """
 from __future__ import annotations
@@ -26,8 +27,8 @@ import torch
 from torch.func import functional_call, jvp, vjp
 
 from trpo_lab.config import check_args
-from trpo_lab.nn import MLPLayers, MLPLinearization, mlp_layers
-from trpo_lab.policies import DistParams, MLPPolicy, Policy
+from trpo_lab.nn import MLPLinearization
+from trpo_lab.policies import DistParams, FastPathPolicy, MLPHead, Policy, policy_mlp
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -53,11 +54,11 @@ def _subsample(n: int, fraction: float) -> torch.Tensor | None:
 def kl_hessian_vp(policy: Policy, old: DistParams) -> Callable[[DistParams], DistParams]:
     r"""u ↦ M·u, M the Hessian of KL̄ = mean_i KL(π_old(·|s_i) ‖ π_d(·|s_i)) in the distribution parameters d at d_old.
 
-    In closed form from :meth:`~trpo_lab.policies.MLPPolicy.fisher_block` for the policies of
-    :mod:`trpo_lab.policies`; for any other policy, the Hessian-vector product of ``policy.kl``
-    itself, by ``torch.func``.
+    In closed form from :meth:`~trpo_lab.policies.FastPathPolicy.fisher_block` when the policy has it
+    (the policies of :mod:`trpo_lab.policies`); for any other policy, the Hessian-vector product of
+    ``policy.kl`` itself, by ``torch.func``.
     """
-    if isinstance(policy, MLPPolicy):
+    if isinstance(policy, FastPathPolicy):
         return policy.fisher_block(old)
 
     def mean_kl(d: DistParams) -> torch.Tensor:
@@ -83,9 +84,10 @@ class _Linearization:
 
 
 class _MLPPolicyLinearization(_Linearization):
-    """J of an :class:`~trpo_lab.policies.MLPPolicy`: d = (net(s), *state_independent), the latter with J = I."""
+    """J of a policy with an :class:`~trpo_lab.policies.MLPHead`: d = (net(s), *state_independent), the latter with J = I."""
 
-    def __init__(self, policy: MLPPolicy, layers: MLPLayers, obs: torch.Tensor) -> None:
+    def __init__(self, policy: Policy, head: MLPHead, obs: torch.Tensor) -> None:
+        layers = head.layers
         params = list(policy.parameters())
         offsets, start = {}, 0
         for p in params:
@@ -95,8 +97,8 @@ class _MLPPolicyLinearization(_Linearization):
         self.net = MLPLinearization(layers, obs)
         self.w_slices = [offsets[id(lin.weight)] for lin, _ in layers]
         self.b_slices = [offsets[id(lin.bias)] for lin, _ in layers]
-        self.identity_slices = [offsets[id(p)] for p in policy.state_independent]
-        self.old = (self.net.output, *(p.detach().clone() for p in policy.state_independent))
+        self.identity_slices = [offsets[id(p)] for p in head.state_independent]
+        self.old = (self.net.output, *(p.detach().clone() for p in head.state_independent))
 
     @staticmethod
     def _view(flat: torch.Tensor, s: tuple[int, int, torch.Size]) -> torch.Tensor:
@@ -142,16 +144,14 @@ class _FuncLinearization(_Linearization):
 def linearize_policy(policy: Policy, obs: torch.Tensor) -> _Linearization:
     """J of ``policy``'s distribution parameters at its current θ on ``obs``.
 
-    By hand (:class:`~trpo_lab.nn.MLPLinearization`) for an :class:`~trpo_lab.policies.MLPPolicy`
-    whose network is a plain MLP and which has no parameters besides it and its state-independent
-    ones; by ``torch.func`` for anything else.
+    By hand (:class:`~trpo_lab.nn.MLPLinearization`) for a policy with an
+    :class:`~trpo_lab.policies.MLPHead` (a plain MLP and no parameters besides it and its
+    state-independent ones, :func:`~trpo_lab.policies.policy_mlp`); by ``torch.func`` for anything else.
     """
-    if not isinstance(policy, MLPPolicy):
+    head = policy_mlp(policy)
+    if head is None:
         return _FuncLinearization(policy, obs)
-    layers = mlp_layers(policy.net)
-    if layers is None or len(list(policy.parameters())) != 2 * len(layers) + len(policy.state_independent):
-        return _FuncLinearization(policy, obs)
-    return _MLPPolicyLinearization(policy, layers, obs)
+    return _MLPPolicyLinearization(policy, head, obs)
 
 
 # -- the estimators ----------------------------------------------------------------------------------
