@@ -50,9 +50,12 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.errors import HydraException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from trpo_lab import CONFIG_DIR  # noqa: E402
+from trpo_lab.config import ConfigError  # noqa: E402
 from trpo_lab.files import git_commit  # noqa: E402
 from trpo_lab.train import build_trainer  # noqa: E402
 
@@ -135,13 +138,15 @@ def whole_loop(cfg: DictConfig, keep: Path | None) -> dict[str, Any]:
     run_dir = keep or Path(tempfile.mkdtemp(prefix="trpo-bench-"))
     load_before = os.getloadavg()
     t_build = time.perf_counter()
-    with build_trainer(cfg, run_dir) as trainer:
-        build_s = time.perf_counter() - t_build
-        summary = trainer.run_updates()
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    try:
+        with build_trainer(cfg, run_dir) as trainer:
+            build_s = time.perf_counter() - t_build
+            summary = trainer.run_updates()
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    finally:
+        if keep is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
     load_after = os.getloadavg()
-    if keep is None:
-        shutil.rmtree(run_dir, ignore_errors=True)
 
     wall = summary["wall_s"]
     split = dict(summary["time_split_s"])
@@ -256,12 +261,16 @@ def main() -> None:
                                 ("critic_impl", args.critic_impl)) if v is not None}
     lever_keys = {"vector_env": "rollout.vector_env", "actor": "rollout.numpy_actor", "critic_impl": "critic.implementation"}
     lever_overrides = [f"{lever_keys[k]}={str(v == 'numpy').lower() if k == 'actor' else v}" for k, v in levers.items()]
-    cfg = compose_config([*args.overrides, *lever_overrides])  # a switch wins over the same key given as an override
-    if args.update_only:
-        threads = [int(x) for x in args.threads.split(",")] if args.threads else [cfg.torch_threads or torch.get_num_threads()]
-        out = update_only(cfg, args.repeats, threads, args.warmup)
-    else:
-        out = whole_loop(cfg, args.keep)
+    try:
+        cfg = compose_config([*args.overrides, *lever_overrides])  # a switch wins over the same key given as an override
+        if args.update_only:
+            threads = [int(x) for x in args.threads.split(",")] if args.threads else [cfg.torch_threads or torch.get_num_threads()]
+            out = update_only(cfg, args.repeats, threads, args.warmup)
+        else:
+            out = whole_loop(cfg, args.keep)
+    except (ConfigError, HydraException, OmegaConfBaseException) as e:  # bad input: one line, exit code 2
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(2) from None
     out["overrides"] = args.overrides
     out["levers"] = levers  # switches given on the command line; the rest are the code's defaults
     print(json.dumps(out))

@@ -19,6 +19,7 @@ import math
 import resource
 import signal
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,14 +135,13 @@ class Trainer:
         self.close()
 
     def close(self) -> None:
-        """Close the sinks, the collector's envs and every scheduled piece's (idempotent)."""
-        try:
-            if self.sinks is not None:
-                self.sinks.close()
-        finally:
-            self.collector.envs.close()
+        """Close the sinks, the collector's envs and every scheduled piece's, each even if another fails (idempotent)."""
+        with ExitStack() as closing:  # runs the callbacks last-in first-out: sinks, collector, pieces
             for piece in (*self.measurements, self.checkpoints):
-                piece.close()
+                closing.callback(piece.close)
+            closing.callback(self.collector.envs.close)
+            if self.sinks is not None:
+                closing.callback(self.sinks.close)
 
     # -- the loop ------------------------------------------------------------------------------------
     def run_updates(self) -> dict[str, Any]:
@@ -168,6 +168,8 @@ class Trainer:
             self._restore_signal_handlers(previous)
 
     def _one_update(self) -> None:
+        """Update k: collect batch k (and write row k−1), step the policy, fit the critic, run the due
+        measurements into row k, leave row k pending, stop if the updates keep failing, checkpoint if due."""
         t0 = time.perf_counter()
         normalizer_before = copy.deepcopy(self.obs_normalizer)
         batch = self.collector.collect()
@@ -205,7 +207,7 @@ class Trainer:
             t = time.perf_counter()
             row.update(piece.run(self, done) if is_due else piece.idle_row)
             elapsed[piece.name] = time.perf_counter() - t
-        row.update(self.monotonic.record_outcome(row.get("paired/outcome")))
+        row.update(self.monotonic.record_outcome(row.get("paired/outcome")))  # null: not measured
         for name, dt in elapsed.items():
             self.time_split[name] = self.time_split.get(name, 0.0) + dt
             row[f"time/{name}_s"] = dt
