@@ -49,7 +49,8 @@ def test_build_trainer_closes_every_env_it_made_when_a_later_step_raises(
         compose, tmp_path, monkeypatch, made_envs, failing_step, envs_made):
     if failing_step == "third_env":  # the paired-evaluation envs
         recording = train.make_vec_env
-        monkeypatch.setattr(train, "make_vec_env", lambda *a, **kw: _raise() if len(made_envs) == 2 else recording(*a, **kw))
+        monkeypatch.setattr(train, "make_vec_env",
+                            lambda *a, **kw: _raise() if len(made_envs) == 2 else recording(*a, **kw))
     else:
         monkeypatch.setattr(train, failing_step, _raise)
     with pytest.raises(Boom):

@@ -135,7 +135,8 @@ class Trainer:
         self.close()
 
     def close(self) -> None:
-        """Close the sinks, the collector's envs and every scheduled piece's, each even if another fails (idempotent)."""
+        """Close the sinks, the collector's envs and every scheduled piece's, each even if another's close
+        fails (idempotent)."""
         with ExitStack() as closing:  # runs the callbacks last-in first-out: sinks, collector, pieces
             for piece in (*self.measurements, self.checkpoints):
                 closing.callback(piece.close)

@@ -84,7 +84,8 @@ class _Linearization:
 
 
 class _MLPPolicyLinearization(_Linearization):
-    """J of a policy with an :class:`~trpo_lab.policies.MLPHead`: d = (net(s), *state_independent), the latter with J = I."""
+    """J of a policy with an :class:`~trpo_lab.policies.MLPHead`: d = (net(s), *state_independent),
+    the latter with J = I."""
 
     def __init__(self, policy: Policy, head: MLPHead, obs: torch.Tensor) -> None:
         layers = head.layers
