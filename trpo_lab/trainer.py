@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trpo_lab.checkpoint import CHECKPOINT, write_checkpoint
+from trpo_lab.run_folder import CHECKPOINT, write_checkpoint
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
 from trpo_lab.evaluate import evaluate_policy, paired_evaluation
