@@ -1,6 +1,6 @@
 """Bad inputs: each is refused with one line naming the key, the value and what is allowed; nothing is created.
 
-The in-process cases call :func:`trpo_lab.resume.check_run` (what the CLI's preflight runs) and the
+The in-process cases call :func:`trpo_lab.launch.check_run` (what the CLI's preflight runs) and the
 evaluate CLI's ``main``; the subprocess cases (marked slow) are those only the command line can
 show: Hydra's own composition errors, the exit code, a read-only folder, a broken renderer, a sweep.
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from trpo_lab.checkpoint import CheckpointError
 from trpo_lab.config import ConfigError
 from trpo_lab.evaluate import main as evaluate_main
-from trpo_lab.resume import check_run
+from trpo_lab.launch import check_run
+from trpo_lab.run_folder import CheckpointError
 from trpo_lab.train import run
 
 SMOKE = ["env=cartpole", "debug=smoke", "logger.wandb.mode=offline"]

@@ -38,9 +38,10 @@ def test_damped_solver_solves_shifted_system():
     torch.testing.assert_close(res.x, torch.linalg.solve(A + 0.3 * torch.eye(10, dtype=A.dtype), b))
 
 
-@pytest.mark.parametrize("kwargs", [{"iters": 0}, {"damping": -0.1}, {"residual_tol": -1.0}])
-def test_solver_rejects_bad_settings(kwargs):
-    with pytest.raises(ValueError, match="algo.solver"):
+@pytest.mark.parametrize("kwargs, named", [({"iters": 0}, "iters=0"), ({"iters": 2.5}, "iters=2.5"),
+                                           ({"damping": -0.1}, "damping=-0.1")])
+def test_solver_rejects_bad_settings_naming_the_argument(kwargs, named):
+    with pytest.raises(ValueError, match=named + " is invalid"):
         ConjugateGradient(**kwargs)
 
 

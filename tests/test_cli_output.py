@@ -9,7 +9,7 @@ import sys
 import pytest
 from hydra.core.hydra_config import HydraConfig
 
-from trpo_lab.sinks import run_metadata
+from trpo_lab.launch import run_metadata
 
 
 def _train(*args, cwd):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from trpo_lab.envs import make_vec_env
-from trpo_lab.evaluate import evaluate_policy, load_run
+from trpo_lab.evaluate import evaluate_policy
+from trpo_lab.run_folder import build_from_folder
 from trpo_lab.train import run
 
 
@@ -37,7 +38,7 @@ def test_cli_reports_deterministic_returns(pendulum_run):
     report = json.loads(out.stdout.splitlines()[0])
     assert report["episodes"] == 3 and report["env_steps"] == 2048
     # the same numbers from an independent loop: one env, one episode at a time, policy mean as action
-    policy, norm, cfg, _ = load_run(pendulum_run)
+    policy, norm, cfg, _ = build_from_folder(pendulum_run)
     import gymnasium as gym
     import torch
 
@@ -87,7 +88,7 @@ def test_missing_run_folder_is_a_clear_error(tmp_path):
 
 
 def test_evaluate_policy_on_vector_env_matches_single_env(pendulum_run):
-    policy, norm, cfg, _ = load_run(pendulum_run)
+    policy, norm, cfg, _ = build_from_folder(pendulum_run)
     envs = make_vec_env(cfg["env"]["id"], 2)
     a = evaluate_policy(policy, envs, seed=11, obs_normalizer=norm)
     b = evaluate_policy(policy, envs, seed=11, obs_normalizer=norm)

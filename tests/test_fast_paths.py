@@ -115,12 +115,12 @@ def test_fused_critic_continues_from_a_loaded_optimizer_state():
 
 
 @pytest.mark.parametrize("kwargs, named", [
-    ({"lr": 0.0}, "critic.lr"), ({"lr": -1e-3}, "critic.lr"), ({"epochs": 0}, "critic.epochs"),
-    ({"minibatch_size": 0}, "critic.minibatch_size"), ({"epochs": 2.5}, "critic.epochs"),
-    ({"implementation": "jit"}, "critic.implementation"),
+    ({"lr": 0.0}, "lr"), ({"lr": -1e-3}, "lr"), ({"epochs": 0}, "epochs"),
+    ({"minibatch_size": 0}, "minibatch_size"), ({"epochs": 2.5}, "epochs"),
+    ({"implementation": "jit"}, "implementation"),
 ])
-def test_critic_rejects_bad_settings_naming_the_key(kwargs, named):
-    with pytest.raises(ValueError, match=named.replace(".", r"\.") + "=") as e:
+def test_critic_rejects_bad_settings_naming_the_argument(kwargs, named):
+    with pytest.raises(ValueError, match=f"^{named}=") as e:
         CriticFitter(ValueFunction(3, (8,)), **kwargs)
     assert "\n" not in str(e.value)
 

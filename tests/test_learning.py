@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from trpo_lab.envs import make_vec_env
-from trpo_lab.evaluate import evaluate_policy, load_run
+from trpo_lab.evaluate import evaluate_policy
+from trpo_lab.run_folder import build_from_folder
 from trpo_lab.train import run
 
 pytestmark = pytest.mark.learning
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.learning
 def test_trpo_solves(compose, tmp_path, env, steps, target):
     cfg = compose([f"env={env}", f"total_env_steps={steps}", "logger.wandb.mode=disabled", "logger.console=off"])
     run(cfg, tmp_path)
-    policy, norm, saved, _ = load_run(tmp_path)
+    policy, norm, saved, _ = build_from_folder(tmp_path)
     envs = make_vec_env(saved["env"]["id"], 10)
     returns = evaluate_policy(policy, envs, seed=123, obs_normalizer=norm)
     envs.close()

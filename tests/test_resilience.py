@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from trpo_lab.checkpoint import CheckpointError, load_checkpoint
 from trpo_lab.config import ConfigError
 from trpo_lab.evaluate import main as evaluate_main
+from trpo_lab.run_folder import CheckpointError, load_checkpoint
 from trpo_lab.train import build_trainer, run
 from trpo_lab.trainer import TrainingDiverged
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from trpo_lab.resume import RunFolderError, claim_folder, config_differences
+from trpo_lab.run_folder import RunFolderError, claim_folder, config_differences
 from trpo_lab.train import run
 
 SMOKE = ["env=cartpole", "debug=smoke"]

@@ -93,8 +93,8 @@ def test_a_folder_whose_overrides_do_not_match_its_data_is_flagged_and_skipped(t
     held["logger"]["wandb"]["mode"] = "disabled"  # an output setting: never a mismatch
     write_run(tmp_path / "2", ["algo=npg", "seed=2"], return_rows([1.0]), config=held, requested=asked)
     run = read_run(tmp_path / "2")
-    assert run.mismatches == ["algo.preset: requested 'npg', data 'trpo'", "seed: requested 2, data 0"]
-    assert run.status == "mismatch" and "seed: requested 2, data 0" in run.problem
+    assert run.mismatches == ["algo.preset (saved 'trpo', requested 'npg')", "seed (saved 0, requested 2)"]
+    assert run.status == "mismatch" and "seed (saved 0, requested 2)" in run.problem
     assert load_runs([tmp_path])[0] == []
 
 
@@ -109,7 +109,7 @@ def test_interpolations_in_the_launch_config_are_resolved_before_comparing(tmp_p
     raw["algo"]["max_kl"] = 0.01
     (tmp_path / "r" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(raw))
     assert read_run(tmp_path / "r").mismatches == [
-        "algo.max_kl: requested 0.01, data 0.03", "algo.step_rule.max_kl: requested 0.01, data 0.03"]
+        "algo.max_kl (saved 0.03, requested 0.01)", "algo.step_rule.max_kl (saved 0.03, requested 0.01)"]
 
 
 def test_a_killed_writers_torn_last_line_is_dropped(tmp_path):

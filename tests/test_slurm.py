@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from trpo_lab.checkpoint import CHECKPOINT, load_checkpoint
+from trpo_lab.run_folder import CHECKPOINT, load_checkpoint
 from trpo_lab.train import build_trainer
 
 REPO = Path(__file__).resolve().parents[1]

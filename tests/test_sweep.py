@@ -50,9 +50,9 @@ def test_sweep_summary_flags_a_job_whose_overrides_do_not_match_its_data(tmp_pat
     assert [summary[k] for k in ("ok", "failed", "mismatch", "incomplete")] == [1, 0, 1, 0]
     job = summary["jobs"][0]
     assert job["status"] == "mismatch"
-    assert job["mismatch"] == ["algo.preset: requested 'npg', data 'trpo'", "seed: requested 2, data 0"]
+    assert job["mismatch"] == ["algo.preset (saved 'trpo', requested 'npg')", "seed (saved 0, requested 2)"]
     md = (sweep / "sweep_summary.md").read_text()
-    assert "| 2 | algo=npg seed=2 | mismatch |" in md and "seed: requested 2, data 0" in md
+    assert "| 2 | algo=npg seed=2 | mismatch |" in md and "seed (saved 0, requested 2)" in md
 
 
 def test_a_job_whose_run_was_extended_to_a_larger_budget_is_not_a_mismatch(tmp_path):
@@ -68,7 +68,7 @@ def test_a_job_whose_run_was_extended_to_a_larger_budget_is_not_a_mismatch(tmp_p
     write_run(sweep / "1", ["algo=trpo", "seed=3"], return_rows([1.0]), config=held, requested=other)
     jobs = write_sweep_summary(sweep)["jobs"]
     assert [(j["status"], j["mismatch"]) for j in jobs] == [
-        ("ok", []), ("mismatch", ["algo.max_kl: requested 0.02, data 0.01", "seed: requested 3, data 0"])]
+        ("ok", []), ("mismatch", ["algo.max_kl (saved 0.01, requested 0.02)", "seed (saved 0, requested 3)"])]
 
 
 def test_summary_callback_records_a_job_that_raised(tmp_path):

@@ -6,19 +6,18 @@ unknown keys, wrong types and out-of-range values all raise :class:`ConfigError`
 that names the key, the value and what is allowed. Integers may be written in float notation
 (``total_env_steps=1e6``) when the value is a whole number; they are stored back as ``int``.
 
-Library classes (the solver, step rules, line search, Fisher estimators, critic fitter) check their
-arguments through :func:`check_args`, which applies the same field rules.
+The schema checks values, not the outside world: the env is checked beside it
+(:func:`trpo_lab.envs.check_env`), the run folder by :mod:`trpo_lab.run_folder` and
+:mod:`trpo_lab.resume`. The library classes import nothing from here: they take plain typed
+arguments, validated here before they are built.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -158,7 +157,7 @@ class AlgoConfig:
 @dataclass
 class EnvConfig:
     id: str = key()
-    kwargs: dict[str, Any] = key()  # checked by making the env: see check_env
+    kwargs: dict[str, Any] = key()  # checked by making the env: trpo_lab.envs.check_env
 
 
 @dataclass
@@ -170,7 +169,6 @@ class PolicyConfig:
 
 @dataclass
 class CriticConfig:
-    TARGET: ClassVar[str] = "trpo_lab.critic.CriticFitter"  # takes lr, epochs, minibatch_size, implementation
     hidden_sizes: list[int] = key(at_least(1))
     activation: Literal["tanh", "relu", "elu"] = key()
     lr: float = key(POSITIVE)
@@ -217,32 +215,6 @@ class TrainConfig:
     policy: PolicyConfig = key()
     critic: CriticConfig = key()
     logger: LoggerConfig = key()
-
-
-#: top-level keys a later launch may change in a run folder's saved config and still continue (or skip) that
-#: run: its budget, how it resumes, threads, checkpoint cadence, the skip limit and console/W&B output. Every
-#: other key is the run's identity (trpo_lab.resume refuses a folder whose saved config differs in one; the
-#: sweep summary flags a job whose launch differs in one from its data).
-MAY_CHANGE_ON_RESUME = (
-    "total_env_steps", "resume", "torch_threads", "checkpoint_every", "max_consecutive_skips", "logger",
-)
-
-
-def may_change_on_resume(dotted_key: str) -> bool:
-    """Whether ``dotted_key`` (``"logger.wandb.mode"``) lies under :data:`MAY_CHANGE_ON_RESUME`."""
-    return dotted_key.split(".", 1)[0] in MAY_CHANGE_ON_RESUME
-
-
-def flatten_config(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """A plain config as ``{dotted key: leaf}``: ``{"algo": {"max_kl": 0.01}}`` → ``{"algo.max_kl": 0.01}``.
-
-    Lists are leaves; an empty mapping has no leaves (``env.kwargs: {}`` and no ``env.kwargs`` flatten alike)."""
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(flatten_config(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: tree}
 
 
 @dataclass
@@ -363,7 +335,7 @@ def validate(cfg: DictConfig) -> None:
     """Check every key of the training config (types, ranges, cross-key rules); raise :class:`ConfigError`.
 
     Environment-level checks (the id is registered, ``env.kwargs`` are accepted, its dependencies
-    and renderer load) are :func:`check_env`.
+    and renderer load) are :func:`trpo_lab.envs.check_env`.
     """
     _check_node("", cfg, TrainConfig)
     n, b = cfg.rollout.num_envs, cfg.rollout.batch_size
@@ -388,90 +360,3 @@ def check_values(schema: type, values: dict[str, Any], name: Callable[[str], str
         out[field_name] = _check_type(shown, value, hints[field_name])
         _check_range(shown, out[field_name], fields[field_name].metadata.get("range"), hints[field_name])
     return out
-
-
-def check_args(prefix: str, cls: type, **values: Any) -> None:
-    """Check a library class's constructor arguments with the schema's rules for ``cls`` (found by its
-    ``_target_`` path); ``prefix`` is the config path the message names (e.g. ``algo.solver``)."""
-    target = f"{cls.__module__}.{cls.__qualname__}"
-    schema = next(s for s in _all_schemas(TrainConfig) if getattr(s, "TARGET", None) == target)
-    check_values(schema, values, lambda n: _join(prefix, n))
-
-
-def _all_schemas(schema: type) -> list[type]:
-    out = [schema]
-    for tp in typing.get_type_hints(schema).values():
-        for t in (tp, *typing.get_args(tp)):
-            if dataclasses.is_dataclass(t):
-                out += _all_schemas(t)
-    return out
-
-
-# -- checks that need the outside world ----------------------------------------------------------------
-
-
-def check_env(env_id: str, kwargs: dict[str, Any]) -> None:
-    """Make one env with ``kwargs`` and close it, turning each way that fails into one :class:`ConfigError`:
-    an unregistered id (with the closest ids), an argument the env does not take, a missing optional
-    dependency (Box2D, MuJoCo), or a MuJoCo renderer (``MUJOCO_GL``) that cannot load."""
-    import gymnasium as gym
-
-    from trpo_lab.envs import UnknownEnvError, check_env_id
-
-    try:
-        check_env_id(env_id)
-    except UnknownEnvError as e:
-        raise ConfigError(str(e)) from None
-    gl = os.environ.get("MUJOCO_GL")
-    try:
-        gym.make(env_id, **kwargs).close()
-    except gym.error.DependencyNotInstalled as e:
-        raise ConfigError(f"env.id={env_id!r} needs a package that is not installed: {_first_line(e)}") from None
-    except TypeError as e:
-        if kwargs and "argument" in str(e):
-            raise ConfigError(
-                f"env.kwargs={kwargs!r} is invalid: {env_id} does not accept them ({_first_line(e)})"
-            ) from None
-        raise ConfigError(f"env.id={env_id!r} could not be made: {type(e).__name__}: {_first_line(e)}") from None
-    except Exception as e:  # noqa: BLE001 - an env's constructor can fail in any way; report it in one line
-        if gl and _renderer_broken():
-            raise ConfigError(renderer_message(gl, e)) from None
-        raise ConfigError(
-            f"env.id={env_id!r} with env.kwargs={kwargs!r} could not be made: {type(e).__name__}: {_first_line(e)}"
-        ) from None
-
-
-def _renderer_broken() -> bool:
-    try:
-        import mujoco  # noqa: F401 - with MUJOCO_GL set, importing mujoco loads that GL library
-    except Exception:  # noqa: BLE001
-        return True
-    return False
-
-
-def renderer_message(gl: str, e: BaseException) -> str:
-    """One line for a MuJoCo renderer (``MUJOCO_GL``) that cannot load."""
-    fix = {"osmesa": "install OSMesa (apt install libosmesa6)", "egl": "install EGL and a GPU driver (libegl1)"}
-    return (
-        f"MUJOCO_GL={gl} is invalid here: mujoco cannot load that renderer ({type(e).__name__}: {_first_line(e)}); "
-        f"{fix.get(gl, 'use MUJOCO_GL=egl or osmesa')}, or unset MUJOCO_GL (training needs no renderer)"
-    )
-
-
-def check_writable_folder(key: str, folder: Path) -> None:
-    """``folder`` exists and is writable, or can be created: its nearest existing parent is writable."""
-    folder = Path(folder).absolute()
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{key}={str(folder)!r} is invalid: {probe} is a file, not a folder")
-    try:  # a real attempt: permission bits say nothing for root, or on a read-only file system
-        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".trpo-lab-write-test-"))
-    except OSError as e:
-        raise ConfigError(f"{key}={str(folder)!r} is invalid: {probe} is not writable ({e.strerror})") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__

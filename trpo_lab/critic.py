@@ -27,7 +27,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from trpo_lab.config import check_args
 from trpo_lab.metrics import CriticStats
 from trpo_lab.nn import MLPLinearization
 from trpo_lab.policies import critic_mlp
@@ -60,8 +59,13 @@ class CriticFitter:
         minibatch_size: int = 256,
         implementation: Literal["fused", "autograd"] = "fused",
     ) -> None:
-        check_args("critic", CriticFitter, lr=lr, epochs=epochs, minibatch_size=minibatch_size,
-                   implementation=implementation)
+        if not lr > 0:
+            raise ValueError(f"lr={lr!r} is invalid: must be > 0")
+        for name, value in (("epochs", epochs), ("minibatch_size", minibatch_size)):
+            if not (value >= 1 and value == int(value)):
+                raise ValueError(f"{name}={value!r} is invalid: must be an integer ≥ 1")
+        if implementation not in ("fused", "autograd"):
+            raise ValueError(f"implementation={implementation!r} is invalid: must be fused or autograd")
         self.critic = critic
         self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
         self.epochs = int(epochs)

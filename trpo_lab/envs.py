@@ -25,6 +25,60 @@ def check_env_id(env_id: str) -> str:
     raise UnknownEnvError(f"env.id={env_id!r} is not a registered gymnasium environment.{hint}")
 
 
+def check_env(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Make one env with ``kwargs`` and close it, turning each way that fails into one
+    :class:`~trpo_lab.config.ConfigError`: an unregistered id (with the closest ids), an argument the env
+    does not take, a missing optional dependency (Box2D, MuJoCo), or a MuJoCo renderer (``MUJOCO_GL``)
+    that cannot load."""
+    import os
+
+    from trpo_lab.config import ConfigError
+
+    try:
+        check_env_id(env_id)
+    except UnknownEnvError as e:
+        raise ConfigError(str(e)) from None
+    gl = os.environ.get("MUJOCO_GL")
+    try:
+        gym.make(env_id, **kwargs).close()
+    except gym.error.DependencyNotInstalled as e:
+        raise ConfigError(f"env.id={env_id!r} needs a package that is not installed: {_first_line(e)}") from None
+    except TypeError as e:
+        if kwargs and "argument" in str(e):
+            raise ConfigError(
+                f"env.kwargs={kwargs!r} is invalid: {env_id} does not accept them ({_first_line(e)})"
+            ) from None
+        raise ConfigError(f"env.id={env_id!r} could not be made: {type(e).__name__}: {_first_line(e)}") from None
+    except Exception as e:  # noqa: BLE001 - an env's constructor can fail in any way; report it in one line
+        if gl and _renderer_broken():
+            raise ConfigError(renderer_message(gl, e)) from None
+        raise ConfigError(
+            f"env.id={env_id!r} with env.kwargs={kwargs!r} could not be made: {type(e).__name__}: {_first_line(e)}"
+        ) from None
+
+
+def _renderer_broken() -> bool:
+    try:
+        import mujoco  # noqa: F401 - with MUJOCO_GL set, importing mujoco loads that GL library
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
+def renderer_message(gl: str, e: BaseException) -> str:
+    """One line for a MuJoCo renderer (``MUJOCO_GL``) that cannot load (training and ``--video`` both say it)."""
+    fix = {"osmesa": "install OSMesa (apt install libosmesa6)", "egl": "install EGL and a GPU driver (libegl1)"}
+    return (
+        f"MUJOCO_GL={gl} is invalid here: mujoco cannot load that renderer ({type(e).__name__}: {_first_line(e)}); "
+        f"{fix.get(gl, 'use MUJOCO_GL=egl or osmesa')}, or unset MUJOCO_GL (training needs no renderer)"
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
 def make_vec_env(
     env_id: str,
     num_envs: int,

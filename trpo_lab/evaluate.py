@@ -5,6 +5,8 @@
   run's frozen observation normaliser.
 * :func:`evaluate_stochastic` / :func:`paired_evaluation`: the policy samples as in training, its
   noise drawn from a seeded stream, so two policies can run on common random numbers.
+* :func:`record_video`: one deterministic episode as an animated GIF; a saved run is rebuilt by
+  :func:`trpo_lab.run_folder.build_from_folder`.
 
     python -m trpo_lab.evaluate outputs/2026-11-25/16-30-00-3fa9c1 --episodes 10
     MUJOCO_GL=egl python -m trpo_lab.evaluate RUN_DIR --video     # also writes RUN_DIR/video.gif
@@ -21,21 +23,18 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from trpo_lab.checkpoint import CheckpointError, load_checkpoint
-from trpo_lab.config import (
-    ConfigError, EvaluateArgs, check_env, check_values, check_writable_folder, renderer_message,
-)
-from trpo_lab.envs import ObservationNormalizer, make_vec_env
+from trpo_lab.config import ConfigError, EvaluateArgs, check_values
+from trpo_lab.envs import ObservationNormalizer, make_vec_env, renderer_message
 from trpo_lab.files import write_atomic
 from trpo_lab.metrics import PairedDifference
-from trpo_lab.policies import Policy, make_policy
+from trpo_lab.policies import Policy
+from trpo_lab.run_folder import VIDEO, CheckpointError, build_from_folder, check_writable_folder
 
 
 def _normalized(raw_obs: np.ndarray, obs_normalizer: ObservationNormalizer | None) -> np.ndarray:
@@ -110,32 +109,6 @@ def paired_evaluation(
     r_old = evaluate_stochastic(old[0], envs, seed, noise_seed, old[1])
     r_new = evaluate_stochastic(new[0], envs, seed, noise_seed, new[1])
     return PairedDifference.of(r_old, r_new)
-
-
-def load_run(run_dir: Path) -> tuple[Policy, ObservationNormalizer, dict[str, Any], dict[str, Any]]:
-    """The policy, observation normaliser, config and checkpoint state of a run folder."""
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
-        raise CheckpointError(f"{cfg_path} does not exist: is {run_dir} a trpo-lab run folder?")
-    try:
-        cfg = OmegaConf.load(cfg_path)
-        env_id, env_kwargs = cfg.env.id, OmegaConf.to_container(cfg.env.kwargs)
-    except Exception as e:  # noqa: BLE001 - corrupt YAML, or not a trpo-lab config
-        raise CheckpointError(f"{cfg_path} is not a readable trpo-lab config ({type(e).__name__})") from None
-    state = load_checkpoint(run_dir)
-    check_env(env_id, env_kwargs)
-    envs = make_vec_env(cfg.env.id, 1, OmegaConf.to_container(cfg.env.kwargs))
-    policy = make_policy(envs.single_observation_space, envs.single_action_space, **cfg.policy)
-    obs_shape = envs.single_observation_space.shape
-    envs.close()
-    try:
-        policy.load_state_dict(state["policy"])
-        norm = ObservationNormalizer(obs_shape, enabled=cfg.rollout.normalize_obs)
-        norm.load_state_dict(state["obs_normalizer"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        raise CheckpointError(f"the checkpoint in {run_dir} does not match its config.yaml ({e})") from None
-    return policy, norm, OmegaConf.to_container(cfg), state
 
 
 class VideoError(RuntimeError):
@@ -235,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         checked = check_values(EvaluateArgs, {"episodes": args.episodes, "seed": args.seed}, lambda n: f"--{n}")
-        policy, norm, cfg, state = load_run(args.run_dir)
+        policy, norm, cfg, state = build_from_folder(args.run_dir)
     except (CheckpointError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -250,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                       "returns": returns}))
     if args.video:
         try:
-            path = record_video(policy, env_id, env_kwargs, norm, args.run_dir / "video.gif", checked["seed"])
+            path = record_video(policy, env_id, env_kwargs, norm, args.run_dir / VIDEO, checked["seed"])
         except VideoError as e:  # no renderer is an expected situation, not a crash: the evaluation stands
             print(f"no video: {e}", file=sys.stderr)
             return 0

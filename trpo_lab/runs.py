@@ -1,10 +1,8 @@
-"""Reading run folders, checking them against their config, and grouping them into variants.
+"""Reading run folders for analysis, checking them against their config, and grouping them into variants.
 
-A *run folder* is what one training job writes (README, "Command line"): ``config.yaml`` (the
-resolved config the data was trained with), ``metrics.jsonl`` (one JSON object per update),
-``summary.json`` (written at the end; absent if the job died), ``.hydra/overrides.yaml`` and
-``.hydra/config.yaml`` (the job's command-line overrides and the config they compose to, rewritten by
-Hydra at every launch) and, for a job that failed inside a multirun, ``error.txt``.
+What a run folder holds, and how each file is read: :mod:`trpo_lab.run_folder`. A run's overrides
+describe its data when the config its latest launch asked for (``.hydra/config.yaml``) and the one its
+data was trained with (``config.yaml``) agree: :func:`trpo_lab.run_folder.config_differences`.
 
 Used by the sweep summary (:mod:`trpo_lab.sweep`, imported by every training job), so only numpy,
 PyYAML and OmegaConf are imported here: never matplotlib or scipy.
@@ -18,25 +16,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from trpo_lab.config import flatten_config, may_change_on_resume
+from trpo_lab.run_folder import (
+    CONFIG, ERROR, METRICS, OVERRIDES, SUMMARY, config_differences, flatten_config, may_change_on_resume,
+    read_metrics, read_requested_config, read_summary, read_yaml,
+)
 
-#: files of a run folder
-METRICS, SUMMARY, CONFIG, OVERRIDES, ERROR = "metrics.jsonl", "summary.json", "config.yaml", ".hydra/overrides.yaml", "error.txt"
-#: the config Hydra composed for the job's latest launch (unresolved interpolations)
-REQUESTED_CONFIG = ".hydra/config.yaml"
-
-#: keys a resume may change (config.MAY_CHANGE_ON_RESUME) that still separate variants: the budget. A 2k-step
+#: keys a resume may change (run_folder.MAY_CHANGE_ON_RESUME) that still separate variants: the budget. A 2k-step
 #: smoke run and a 1M-step run are different experiments, though a run extended from one budget to the other
 #: is one run. (max_consecutive_skips does not separate: a finished run never reached it, and one that did
 #: failed and is not analysed.)
@@ -97,16 +91,12 @@ class Run:
 
     @property
     def mismatches(self) -> list[str]:
-        """``"key: requested R, data D"`` for each key a resume may not change whose value in the launch's config
-        (what ``.hydra/overrides.yaml`` asked for) differs from ``config.yaml`` (what the data was trained with).
-
-        Only keys present in both are compared; empty when either file is missing.
-        """
+        """:func:`~trpo_lab.run_folder.config_differences` between the data's config (``config.yaml``, "saved")
+        and the launch's (``.hydra/config.yaml``, what ``.hydra/overrides.yaml`` asked for, "requested");
+        empty when either file is missing."""
         if self.requested is None or not self.config:
             return []
-        asked, data = flatten_config(self.requested), flatten_config(self.config)
-        keys = sorted(k for k in asked.keys() & data.keys() if not may_change_on_resume(k))
-        return [f"{k}: requested {asked[k]!r}, data {data[k]!r}" for k in keys if asked[k] != data[k]]
+        return config_differences(self.config, self.requested)
 
     @property
     def status(self) -> str:
@@ -179,60 +169,6 @@ def as_float(v: Any) -> float:
     return math.nan
 
 
-def read_metrics(path: Path, tail_bytes: int | None = None) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl``; lines that are not complete JSON objects (a killed writer) are dropped.
-
-    With ``tail_bytes``, only the rows in the file's last ``tail_bytes`` bytes are read (cheap for a
-    status check of a long run).
-    """
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            start = max(0, size - tail_bytes) if tail_bytes else 0
-            f.seek(start)
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    lines = text.splitlines()
-    if start > 0:
-        lines = lines[1:]  # the first line was cut by the offset
-    return [row for _, row in metrics_rows(lines)]
-
-
-def metrics_rows(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(line, row)`` for each line of a ``metrics.jsonl`` that is a complete JSON object; others (the torn
-    last line of a killed writer) are dropped."""
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            yield line, row
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-
-
-def _read_requested(path: Path) -> dict[str, Any] | None:
-    """``.hydra/config.yaml`` with its interpolations (``${algo.max_kl}``) resolved, or None."""
-    raw = _read_yaml(path)
-    if not isinstance(raw, dict):
-        return None
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        resolved = OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
-    except OmegaConfBaseException:
-        return None
-    return resolved if isinstance(resolved, dict) else None
-
-
 def last_line(path: Path) -> str | None:
     """The last non-empty line of a text file (for a Python traceback: ``ExcType: message``), or None."""
     try:
@@ -245,20 +181,15 @@ def last_line(path: Path) -> str | None:
 def read_run(path: Path, metrics_tail_bytes: int | None = None) -> Run:
     """Read one run folder (any of its files may be missing); see :func:`read_metrics` for the tail."""
     path = Path(path)
-    overrides = _read_yaml(path / OVERRIDES) or []
-    config = _read_yaml(path / CONFIG)
-    summary = None
-    try:
-        summary = json.loads((path / SUMMARY).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        pass
+    overrides = read_yaml(path / OVERRIDES) or []
+    config = read_yaml(path / CONFIG)
     return Run(
         path=path,
         overrides=dict(parse_override(str(o)) for o in overrides),
         config=config if isinstance(config, dict) else {},
-        requested=_read_requested(path / REQUESTED_CONFIG),
+        requested=read_requested_config(path),
         rows=read_metrics(path / METRICS, metrics_tail_bytes),
-        summary=summary if isinstance(summary, dict) else None,
+        summary=read_summary(path),
         error=last_line(path / ERROR) if _current_error(path) else None,
     )
 

@@ -1,5 +1,5 @@
-"""Where metrics go: ``metrics.jsonl`` (always), console progress, and Weights & Biases; and the
-run metadata (code version, library versions, Hydra choices) they record.
+"""Where metrics go: ``metrics.jsonl`` (always), console progress, and Weights & Biases (the run
+metadata they record comes from :func:`trpo_lab.launch.run_metadata`).
 
 W&B modes (``logger.wandb.mode``): ``online``, ``offline``, ``disabled``, or ``auto`` (default):
 online when an API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry for
@@ -14,11 +14,8 @@ import math
 import os
 import sys
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-from trpo_lab.files import git_commit
 
 STEP_KEY = "env_steps"
 log = logging.getLogger(__name__)
@@ -153,36 +150,6 @@ class WandbSink:
                 self.run.finish()
             finally:
                 self.run = None
-
-
-def run_metadata() -> dict[str, Any]:
-    """Code and library versions; under Hydra also the run name, group and W&B job type, from
-    Hydra's recorded choices (never a hand-written name). The job type is the step-rule ×
-    line-search cell of the variant grid, e.g. ``kl_scaled-backtracking`` (TRPO) or ``fixed-none`` (NPG)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    meta: dict[str, Any] = {
-        "git_commit": git_commit(),
-        # versions from package metadata: importing mujoco would load the MUJOCO_GL renderer
-        "versions": {p: _version(p) for p in ("torch", "gymnasium", "mujoco")},
-    }
-    if HydraConfig.initialized():
-        hc = HydraConfig.get()
-        choices = hc.runtime.choices
-        multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
-        meta["multirun"] = multirun
-        meta["job_type"] = f"{choices.get('algo/step_rule')}-{choices.get('algo/line_search')}"
-        meta["name"] = hc.job.override_dirname or f"{choices.get('algo')}-{choices.get('env')}"
-        meta["group"] = choices.get("experiment") or (Path(hc.sweep.dir).name if multirun else None)
-        meta["choices"] = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
-    return meta
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def done_line(summary: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ status, env steps reached, final return and what went wrong. Status:
 - ``failed``: ``error.txt`` written;
 - ``mismatch``: the job's overrides do not describe its data: the config its latest launch asked for
   (``.hydra/config.yaml``) differs from the one its data was trained with (``config.yaml``) in a key
-  a resume may not change (:func:`trpo_lab.config.may_change_on_resume`: a run extended to a larger
+  a resume may not change (:func:`trpo_lab.run_folder.config_differences`: a run extended to a larger
   ``total_env_steps`` is no mismatch), e.g. a reused folder whose finished run was skipped; the differing
   keys are listed;
 - ``incomplete``: none of these, e.g. killed.
@@ -49,7 +49,8 @@ from omegaconf import DictConfig
 
 from trpo_lab.files import write_text_atomic
 from trpo_lab.reports.markdown import markdown_table
-from trpo_lab.runs import ERROR, Run, display_path, find_run_dirs, read_run
+from trpo_lab.run_folder import ERROR, write_error
+from trpo_lab.runs import Run, display_path, find_run_dirs, read_run
 
 SUMMARY_JSON, SUMMARY_MD = "sweep_summary.json", "sweep_summary.md"
 STATUSES = ("ok", "failed", "mismatch", "incomplete")
@@ -147,7 +148,7 @@ class SweepSummary(Callback):
         failed = getattr(job_return, "status", None) == JobStatus.FAILED
         if failed and isinstance(error, BaseException) and not (run_dir / ERROR).exists():
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            (run_dir / ERROR).write_text(text, encoding="utf-8")
+            write_error(run_dir, text)
         try:
             write_sweep_summary(Path(config.hydra.sweep.dir))
         except OSError as e:  # a summary must never fail a job

@@ -1,8 +1,9 @@
 """Entry point: ``python -m trpo_lab.train [hydra overrides]``.
 
 The composition root: builds every object from the composed config and runs the
-:class:`~trpo_lab.trainer.Trainer`. Run-folder and resume rules live in :mod:`trpo_lab.resume`,
-config checks in :mod:`trpo_lab.config`. See the README for the config keys.
+:class:`~trpo_lab.trainer.Trainer`. What a run folder holds lives in :mod:`trpo_lab.run_folder`, the
+resume policy in :mod:`trpo_lab.resume`, the Hydra runtime (preflight, one-line failures, run metadata)
+in :mod:`trpo_lab.launch`, config checks in :mod:`trpo_lab.config`. See the README for the config keys.
 """
 from __future__ import annotations
 
@@ -24,16 +25,18 @@ from omegaconf.errors import OmegaConfBaseException
 from trpo_lab import CONFIG_DIR
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler, make_vec_env
-from trpo_lab.resume import (
-    ERROR, INPUT_ERRORS, METRICS, check_folder_binding, check_run, checkpoint_to_resume, claim_folder, discard_run, fail,
-    finished_summary, read_saved_config, resolve_resume_path, retire_stale_error, truncate_metrics, write_summary,
-)
+from trpo_lab.launch import INPUT_ERRORS, check_run, fail, hydra_error_line, run_metadata
 from trpo_lab.metrics import MonotonicTracker
 from trpo_lab.natural.update import NaturalGradientUpdate
-from trpo_lab.policies import ValueFunction, make_policy
+from trpo_lab.policies import Policy, ValueFunction, make_policy
+from trpo_lab.resume import check_folder_binding, checkpoint_to_resume, finished_summary, resolve_resume_path
 from trpo_lab.rollout import RolloutCollector
-from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink, done_line, progress_file_logger, run_metadata
+from trpo_lab.run_folder import (
+    METRICS, claim_folder, discard_run, read_saved_config, retire_stale_error, truncate_metrics, write_error,
+    write_summary,
+)
 from trpo_lab.schedule import Checkpoints, Evaluation, PairedEvaluation
+from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink, done_line, progress_file_logger
 from trpo_lab.trainer import Sinks, Trainer, TrainingDiverged, TrainingInterrupted
 
 log = logging.getLogger(__name__)
@@ -52,8 +55,15 @@ def build_update(algo: DictConfig) -> NaturalGradientUpdate:
     )
 
 
+def build_policy(cfg: DictConfig, observation_space: Any, action_space: Any) -> tuple[Policy, ObservationNormalizer]:
+    """The policy (``cfg.policy``) and the observation normaliser it acts through (``cfg.rollout.normalize_obs``)
+    for these spaces; the trainer and :func:`~trpo_lab.run_folder.build_from_folder` both build them here."""
+    policy = make_policy(observation_space, action_space, **cfg.policy)
+    return policy, ObservationNormalizer(observation_space.shape, enabled=cfg.rollout.normalize_obs)
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] | None = None) -> Trainer:
-    """Check ``cfg`` and ``run_dir`` (:func:`~trpo_lab.resume.check_run`) and build the trainer.
+    """Check ``cfg`` and ``run_dir`` (:func:`~trpo_lab.launch.check_run`) and build the trainer.
 
     Every check that can fail (config values, env, run folder, checkpoint) runs before the run
     folder is claimed, any W&B run is made or any metric is written. The trainer owns the envs it
@@ -81,13 +91,12 @@ def _assemble_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] |
         return made.enter_context(closing(make_vec_env(cfg.env.id, num_envs, env_kwargs, **kwargs)))
 
     envs = vec_env(cfg.rollout.num_envs, backend=cfg.rollout.vector_env)
-    policy = make_policy(envs.single_observation_space, envs.single_action_space, **cfg.policy)
+    policy, obs_normalizer = build_policy(cfg, envs.single_observation_space, envs.single_action_space)
     obs_dim = envs.single_observation_space.shape[0]
     critic = ValueFunction(obs_dim, cfg.critic.hidden_sizes, cfg.critic.activation)
     critic_fitter = CriticFitter(
         critic, cfg.critic.lr, cfg.critic.epochs, cfg.critic.minibatch_size, cfg.critic.implementation
     )
-    obs_normalizer = ObservationNormalizer((obs_dim,), enabled=cfg.rollout.normalize_obs)
     reward_scaler = RewardScaler(cfg.rollout.num_envs, cfg.rollout.gamma, enabled=cfg.rollout.normalize_reward)
     collector = RolloutCollector(
         envs, policy, critic,
@@ -187,8 +196,8 @@ def task(cfg: DictConfig) -> float | None:
             # One job's failure must not end the sweep. Hydra 1.3's sweeper re-raises a failed job's exception
             # once its batch ends, which would cancel every later batch (hydra.sweeper.max_batch_size): record it
             # and return; SweepSummary.on_multirun_end (trpo_lab/sweep.py) exits 1 once every job has run.
-            (run_dir / ERROR).write_text(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
-            log.error("job failed (%s: %s); see %s", type(e).__name__, e, run_dir / ERROR)
+            error = write_error(run_dir, f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
+            log.error("job failed (%s: %s); see %s", type(e).__name__, e, error)
             return None
         if isinstance(e, TrainingDiverged):
             print(f"error: {e}", file=sys.stderr)
@@ -216,17 +225,6 @@ def main() -> None:
         if _job_started:
             raise
         fail(hydra_error_line(e))
-
-
-def hydra_error_line(e: BaseException) -> str:
-    """Hydra's multi-line composition error in one line (the options it lists joined with commas)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    head = lines[0] if lines else type(e).__name__
-    if any("Available options" in ln for ln in lines):
-        end = next((i for i, ln in enumerate(lines) if "search path" in ln.lower()), len(lines))
-        options = [ln for ln in lines[1:end] if not ln.endswith(":")]
-        return f"{head} (available: {', '.join(options)})"
-    return head
 
 
 if __name__ == "__main__":

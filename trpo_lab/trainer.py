@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trpo_lab.checkpoint import CHECKPOINT, write_checkpoint
+from trpo_lab.run_folder import CHECKPOINT, write_checkpoint
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
 from trpo_lab.metrics import MonotonicTracker, bound_terms, normalizer_kl_shift

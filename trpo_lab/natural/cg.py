@@ -6,8 +6,6 @@ from typing import Callable
 
 import torch
 
-from trpo_lab.config import check_args
-
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -67,7 +65,10 @@ class ConjugateGradient:
     """
 
     def __init__(self, iters: int = 10, damping: float = 0.1, residual_tol: float = 1e-10) -> None:
-        check_args("algo.solver", ConjugateGradient, iters=iters, damping=damping, residual_tol=residual_tol)
+        if not (iters >= 1 and iters == int(iters)):
+            raise ValueError(f"iters={iters!r} is invalid: must be an integer ≥ 1 (0 iterations give x = 0)")
+        if not damping >= 0:
+            raise ValueError(f"damping={damping!r} is invalid: must be ≥ 0 (F + λI must stay positive definite)")
         self.iters = int(iters)
         self.damping = float(damping)
         self.residual_tol = float(residual_tol)

@@ -26,7 +26,6 @@ from typing import Callable, Literal
 import torch
 from torch.func import functional_call, jvp, vjp
 
-from trpo_lab.config import check_args
 from trpo_lab.nn import MLPLinearization
 from trpo_lab.policies import DistParams, FastPathPolicy, MLPHead, Policy, policy_mlp
 
@@ -46,6 +45,11 @@ def _subsample(n: int, fraction: float) -> torch.Tensor | None:
         return None
     k = max(1, int(round(fraction * n)))
     return torch.randperm(n)[:k]
+
+
+def _check_subsample(fraction: float) -> None:
+    if not 0 < fraction <= 1:
+        raise ValueError(f"subsample={fraction!r} is invalid: must be in (0, 1]")
 
 
 # -- the distribution part: M = ∇²_d KL̄(π_old ‖ π_d) at d = d_old --------------------------------------
@@ -179,7 +183,9 @@ class AnalyticFisher:
     """
 
     def __init__(self, subsample: float = 1.0, method: Literal["jmj", "double_backprop"] = "jmj") -> None:
-        check_args("algo.fisher", AnalyticFisher, subsample=subsample, method=method)
+        _check_subsample(subsample)
+        if method not in ("jmj", "double_backprop"):
+            raise ValueError(f"method={method!r} is invalid: must be jmj or double_backprop")
         self.subsample = float(subsample)
         self.method = method
 
@@ -224,7 +230,7 @@ class EmpiricalFisher:
     """
 
     def __init__(self, subsample: float = 1.0) -> None:
-        check_args("algo.fisher", EmpiricalFisher, subsample=subsample)
+        _check_subsample(subsample)
         self.subsample = float(subsample)
 
     def build(self, policy: Policy, obs: torch.Tensor, actions: torch.Tensor) -> MatVec:

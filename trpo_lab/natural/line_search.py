@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-from trpo_lab.config import check_args
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -75,10 +73,14 @@ class BacktrackingLineSearch:
         accept_ratio: float = 0.0,
         constraint: Literal["mean", "max"] = "mean",
     ) -> None:
-        check_args(
-            "algo.line_search", BacktrackingLineSearch, max_kl=max_kl, backtrack_coef=backtrack_coef,
-            max_backtracks=max_backtracks, accept_ratio=accept_ratio, constraint=constraint,
-        )
+        if not max_kl > 0:
+            raise ValueError(f"max_kl={max_kl!r} is invalid: must be > 0")
+        if not 0 < backtrack_coef < 1:
+            raise ValueError(f"backtrack_coef={backtrack_coef!r} is invalid: must be in (0, 1)")
+        if not (max_backtracks >= 1 and max_backtracks == int(max_backtracks)):
+            raise ValueError(f"max_backtracks={max_backtracks!r} is invalid: must be an integer ≥ 1")
+        if constraint not in ("mean", "max"):
+            raise ValueError(f"constraint={constraint!r} is invalid: must be mean or max")
         self.max_kl = float(max_kl)
         self.backtrack_coef = float(backtrack_coef)
         self.max_backtracks = int(max_backtracks)

@@ -8,8 +8,6 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from trpo_lab.config import check_args
-
 
 @dataclass(frozen=True)
 class Curvature:
@@ -45,7 +43,8 @@ class FixedStep:
     """
 
     def __init__(self, step_size: float = 0.1) -> None:
-        check_args("algo.step_rule", FixedStep, step_size=step_size)
+        if not step_size > 0:
+            raise ValueError(f"step_size={step_size!r} is invalid: must be > 0")
         self.step_size = float(step_size)
 
     def __call__(self, curvature: Curvature) -> float:
@@ -65,7 +64,10 @@ class KLScaledStep:
     """
 
     def __init__(self, max_kl: float = 0.01, curvature: Literal["damped", "undamped"] = "damped") -> None:
-        check_args("algo.step_rule", KLScaledStep, max_kl=max_kl, curvature=curvature)
+        if not max_kl > 0:
+            raise ValueError(f"max_kl={max_kl!r} is invalid: must be > 0")
+        if curvature not in ("damped", "undamped"):
+            raise ValueError(f"curvature={curvature!r} is invalid: must be damped or undamped")
         self.max_kl = float(max_kl)
         self.curvature = curvature
 

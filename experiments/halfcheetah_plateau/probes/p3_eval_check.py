@@ -1,8 +1,8 @@
 """P3: re-evaluate a run's final checkpoint with a plain gymnasium loop (independent of trpo_lab.evaluate):
 deterministic (mean action) and stochastic (sampled, as in training), 3 episodes each."""
 import sys, numpy as np, torch, gymnasium as gym
-from trpo_lab.evaluate import load_run
-policy, norm, cfg, state = load_run(sys.argv[1])
+from trpo_lab.run_folder import build_from_folder
+policy, norm, cfg, state = build_from_folder(sys.argv[1])
 rng = np.random.default_rng(0)
 for mode in ("deterministic", "stochastic"):
     rets, xs = [], []

@@ -1,12 +1,12 @@
 """P4: explained variance of a FIXED critic (a run's final checkpoint) on 4 x 512 batches, split by whether an
 episode ends in the batch; also Var[target]. No learning: only the layout is varied."""
 import sys, numpy as np, torch
-from trpo_lab.evaluate import load_run
+from trpo_lab.run_folder import build_from_folder
 from trpo_lab.envs import make_vec_env, RewardScaler
 from trpo_lab.policies import ValueFunction
 from trpo_lab.rollout import RolloutCollector
 from trpo_lab.critic import explained_variance
-policy, norm, cfg, state = load_run(sys.argv[1])
+policy, norm, cfg, state = build_from_folder(sys.argv[1])
 critic = ValueFunction(17); critic.load_state_dict(state["critic"])
 rs = RewardScaler(4, 0.99); rs.load_state_dict({"rms": state["reward_scaler"]["rms"], "ret": [0.0] * 4})
 torch.manual_seed(0)
