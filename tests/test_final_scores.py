@@ -114,3 +114,15 @@ def test_both_reports_take_the_per_run_statistics_from_one_definition(tmp_path):
     assert (paired["measured"], paired["resolved"], paired["improved"], paired["worsened"]) == (3, 2, 1, 1)
     assert paired["resolved_share"]["per_run"] == [pytest.approx(2 / 3)]
     assert not math.isnan(paired["improved_fraction"]["mean"])
+
+
+def test_a_tables_rebuild_from_runs_csv_keeps_the_order_the_runs_were_read_in(tmp_path):
+    """Seeds 0-2, 5, 3 in folders whose natural order is not the seed order (``s5-9`` sorts before ``s34``, as in
+    kl_units): the per-seed list, and so the bootstrap's input, must come out in folder order from runs.csv too."""
+    for folder, seed in [("base/0", 0), ("base/1", 1), ("base/2", 2), ("s5-9/0", 5), ("s34/0", 3)]:
+        _run(tmp_path / "sweep", folder, "trpo", seed, 100.0 * seed + 7, [float(seed)] * 12)
+    assert final_scores.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    assert final_scores.main([str(tmp_path / "out" / "runs.csv"), "--out", str(tmp_path / "again")]) == 0
+    first, second = (json.loads((tmp_path / d / "final_scores.json").read_text())["records"][0] for d in ("out", "again"))
+    assert first["seeds"] == [0, 1, 2, 5, 3] == second["seeds"]
+    assert second["eval_final"] == first["eval_final"]
