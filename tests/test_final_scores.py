@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 from helpers import return_rows, write_run
+from test_run_stats import rows as scripted_rows
 
-from trpo_lab.reports import final_scores
+from trpo_lab.reports import final_scores, step_behavior
 
 
 def _run(root, name, algo, seed, eval_mean, returns, **columns):
@@ -28,8 +30,10 @@ def test_runs_csv_and_table_against_hand_computed_values(tmp_path):
                 "line_search/accepted": [True] * (n - 1) + [False],  # and rejected the last
                 "full_step/constraint_violated": [False] * (n - 5) + [True] * 5,
                 "step/constraint_violated": [False] * n,
-                "step/kl_over_delta": [0.1 * i for i in range(n)],  # median: 0.8
-                "paired/outcome": [None, 1, None, -1, 0, 1] + [None] * (n - 6)})
+                # per-run medians 0.8, 0.8, 0.8, 0.9, 5.8: their median 0.8 (their mean would be 1.82)
+                "step/kl_over_delta": [0.1 * i + (0, 0, 0, 0.1, 5.0)[seed] for i in range(n)],
+                # improved / resolved: 2/3 for seeds 0-3, 0/1 for seed 4
+                "paired/outcome": ([None, 1, None, -1, 0, 1] if seed < 4 else [None, -1, None, 0, 0, 0]) + [None] * (n - 6)})
     _run(root, "npg0", "npg", 0, 50.0, [1.0] * 12, **{"step/fraction": [1.0] * 12, "line_search/accepted": [True] * 12,
                                                         "step/constraint_violated": [True] * 3 + [False] * 9})
     assert final_scores.main([str(root), "--out", str(tmp_path / "out")]) == 0
@@ -46,6 +50,7 @@ def test_runs_csv_and_table_against_hand_computed_values(tmp_path):
     assert float(trpo[0]["full_step_violation_rate"]) == pytest.approx(5 / 17)
     assert float(trpo[0]["kl_over_delta_median"]) == pytest.approx(0.8)
     assert (trpo[0]["paired_measured"], trpo[0]["paired_resolved"], trpo[0]["paired_improved"]) == ("4", "3", "2")
+    assert float(trpo[4]["kl_over_delta_median"]) == pytest.approx(5.8)
     npg = [r for r in rows if r["variant"] == "algo=npg"]
     assert float(npg[0]["violation_rate"]) == pytest.approx(3 / 12)
 
@@ -57,6 +62,67 @@ def test_runs_csv_and_table_against_hand_computed_values(tmp_path):
     lo, hi = rec["eval_final"]["iqm_ci"]
     assert 100 <= lo < rec["eval_final"]["iqm"] < hi <= 1000
     assert rec["collapses"] == 0 + 1 + 2 + 3 + 4
-    assert (rec["paired_improved"], rec["paired_resolved"]) == (10, 15)
+    assert (rec["paired_improved"], rec["paired_resolved"]) == (8, 13)
+    assert rec["resolved_improved_fraction"] == pytest.approx((4 * 2 / 3 + 0) / 5)  # mean over runs; pooled: 8/13
+    assert rec["kl_over_delta_median"] == pytest.approx(0.8)  # median of the per-run medians
     table = (tmp_path / "out" / "final_scores.md").read_text()
-    assert "| Hopper-v5 | algo=trpo | 5 | 300 [" in table and "10/15 (67%)" in table
+    assert "| Hopper-v5 | algo=trpo | 5 | 300 [" in table and "8/13 (53%)" in table and "| 0.80 |" in table
+
+    # rebuilt from runs.csv alone: the same tables, runs.csv left as it is
+    csv_text = (tmp_path / "out" / "runs.csv").read_bytes()
+    assert final_scores.main([str(tmp_path / "out" / "runs.csv"), "--out", str(tmp_path / "again")]) == 0
+    assert not (tmp_path / "again" / "runs.csv").exists() and (tmp_path / "out" / "runs.csv").read_bytes() == csv_text
+    again = (tmp_path / "again" / "final_scores.md").read_text()
+    strip = lambda text: text.split("\n\nSources: ")[0]
+    assert strip(again) == strip(table) and f"Sources: `{tmp_path / 'out' / 'runs.csv'}`" in again
+    first, second = (json.loads((tmp_path / d / "final_scores.json").read_text())["records"] for d in ("out", "again"))
+    assert json.dumps(first) == json.dumps(second)  # NaN-safe: equal text
+
+
+def test_a_runs_csv_without_the_columns_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "runs.csv").write_text("task,variant\nHopper-v5,a\n")
+    assert final_scores.main([str(tmp_path / "runs.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing columns: seed" in err and err.count("\n") == 1
+
+
+def test_both_reports_take_the_per_run_statistics_from_one_definition(tmp_path):
+    """The scripted run of test_run_stats (a skipped update, nulls, a rejected step) through both reports: each
+    gives the hand counts of that file's table."""
+    rows = scripted_rows()
+    for i, r in enumerate(rows):
+        r.update({"env_steps": 1000 * (i + 1), "return/mean": 10.0 * i})
+    summary = {"collapses": 3, "updates": len(rows), "final_eval": {"return_mean": 1.0}}
+    write_run(tmp_path / "sweep" / "0", ["algo=trpo", "seed=0"], rows, summary=summary)
+    assert final_scores.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    with open(tmp_path / "out" / "runs.csv", newline="") as f:
+        (row,) = csv.DictReader(f)
+    expected = {"violation_rate": 1 / 4, "accepted_rate": 4 / 5, "line_search_rejected": 1 / 5,
+                "line_search_acted": 2 / 5, "full_step_violation_rate": 2 / 4, "kl_over_delta_median": 0.8}
+    assert {k: float(row[k]) for k in expected} == pytest.approx(expected)
+    assert (row["paired_measured"], row["paired_resolved"], row["paired_improved"], row["collapses"]) == ("3", "2", "1", "3")
+
+    assert step_behavior.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out"), "--resamples", "100"]) == 0
+    rec = json.loads((tmp_path / "out" / "step_behavior.json").read_text())["tasks"]["Hopper-v5"]["all runs"]
+    rates = {k: v["per_run"][0] for k, v in rec["rates"].items()}
+    assert rates == pytest.approx({"violation_rate": 1 / 4, "line_search_rejected": 1 / 5, "line_search_acted": 2 / 5,
+                                   "full_step_violation_rate": 2 / 4, "mean_backtracks": 11 / 5,
+                                   "surrogate_not_raised_rate": 2 / 5, "return_rose_rate": 2 / 3, "collapses": 3.0})
+    assert (rec["updates"], rec["skipped_updates"]) == (5, 1)
+    assert rec["distributions"]["step/kl_over_delta"][1] == pytest.approx(0.8)
+    paired = rec["paired"]
+    assert (paired["measured"], paired["resolved"], paired["improved"], paired["worsened"]) == (3, 2, 1, 1)
+    assert paired["resolved_share"]["per_run"] == [pytest.approx(2 / 3)]
+    assert not math.isnan(paired["improved_fraction"]["mean"])
+
+
+def test_a_tables_rebuild_from_runs_csv_keeps_the_order_the_runs_were_read_in(tmp_path):
+    """Seeds 0-2, 5, 3 in folders whose natural order is not the seed order (``s5-9`` sorts before ``s34``, as in
+    kl_units): the per-seed list, and so the bootstrap's input, must come out in folder order from runs.csv too."""
+    for folder, seed in [("base/0", 0), ("base/1", 1), ("base/2", 2), ("s5-9/0", 5), ("s34/0", 3)]:
+        _run(tmp_path / "sweep", folder, "trpo", seed, 100.0 * seed + 7, [float(seed)] * 12)
+    assert final_scores.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    assert final_scores.main([str(tmp_path / "out" / "runs.csv"), "--out", str(tmp_path / "again")]) == 0
+    first, second = (json.loads((tmp_path / d / "final_scores.json").read_text())["records"][0] for d in ("out", "again"))
+    assert first["seeds"] == [0, 1, 2, 5, 3] == second["seeds"]
+    assert second["eval_final"] == first["eval_final"]

@@ -92,7 +92,8 @@ def test_curves_bridge_updates_in_which_no_episode_ended(tmp_path):
 
 def _step_rows(n: int, violated: list[int], accepted: list[int], fraction: list[float], backtracks: list[int],
                full_violated: list[int], full_kl: list[float], returns: list[float], kl_over_delta: list[float]) -> list[dict]:
-    deltas = [0.0] + [returns[i] - returns[i - 1] for i in range(1, n)]
+    # update k's return/delta = return(batch k+1) − return(batch k); the last update's is null (no batch follows)
+    deltas = [returns[i + 1] - returns[i] for i in range(n - 1)] + [None]
     return return_rows(
         returns,
         **{"step/constraint_violated": violated, "line_search/accepted": accepted, "step/fraction": fraction,
@@ -106,7 +107,7 @@ def _step_rows(n: int, violated: list[int], accepted: list[int], fraction: list[
 def test_step_behavior_rates_against_the_constructed_data(tmp_path):
     n, delta = 20, 0.02
     rng = np.random.default_rng(0)
-    truth = {"violation": [], "rejected": [], "changed": [], "full": [], "backtracks": []}
+    truth = {"violation": [], "rejected": [], "changed": [], "full": [], "backtracks": [], "full_kl": [], "deltas": []}
     trpo_returns = {}
     for seed in range(3):
         violated = [int(i < 2 + seed) for i in range(n)]  # 2, 3, 4 violations of 20
@@ -127,8 +128,8 @@ def test_step_behavior_rates_against_the_constructed_data(tmp_path):
         truth["changed"].append(np.mean(np.array(fraction) < 1))
         truth["full"].append(np.mean(full_violated))
         truth["backtracks"].append(np.mean(backtracks))
-        truth.setdefault("full_kl", []).extend(np.array(full_kl) / delta)
-        truth.setdefault("deltas", []).extend(np.diff(returns))
+        truth["full_kl"].append(np.quantile(np.array(full_kl) / delta, [0.05, 0.5, 0.95]))
+        truth["deltas"].append(np.quantile(np.diff(returns), [0.05, 0.5, 0.95]))  # all n − 1 defined deltas
         truth.setdefault("improved", []).append(improved)
     # trpo_no_ls, seed 0: the same returns as trpo seed 0 (an identical trajectory); never violates
     rows = _step_rows(n, [0] * n, [1] * n, [1.0] * n, [0] * n, [0] * n, [delta] * n, trpo_returns[0], [1.0] * n)
@@ -140,19 +141,20 @@ def test_step_behavior_rates_against_the_constructed_data(tmp_path):
     report = json.loads((out / "step_behavior.json").read_text())
     trpo = report["tasks"]["Hopper-v5"]["algo=trpo"]
     rates = trpo["rates"]
-    for key, name in [("violation_rate", "violation"), ("rejected_rate", "rejected"), ("ls_changed_rate", "changed"),
-                      ("full_step_violation_rate", "full"), ("mean_backtracks", "backtracks"), ("return_improved_rate", "improved")]:
+    for key, name in [("violation_rate", "violation"), ("line_search_rejected", "rejected"), ("line_search_acted", "changed"),
+                      ("full_step_violation_rate", "full"), ("mean_backtracks", "backtracks"), ("return_rose_rate", "improved")]:
         assert rates[key]["per_run"] == pytest.approx(truth[name]), key
         assert rates[key]["mean"] == pytest.approx(np.mean(truth[name])), key
         assert min(truth[name]) - 1e-12 <= rates[key]["ci"][0] <= rates[key]["ci"][1] <= max(truth[name]) + 1e-12
     assert rates["collapses"]["mean"] == pytest.approx(1.0)
     dist = trpo["distributions"]
-    assert dist["full_step/kl_over_delta"] == pytest.approx(np.quantile(truth["full_kl"], [0.05, 0.5, 0.95]).tolist())
-    assert dist["return/delta"] == pytest.approx(np.quantile(truth["deltas"], [0.05, 0.5, 0.95]).tolist())
+    # each run's 5/50/95 % quantiles, median over the runs
+    assert dist["full_step/kl_over_delta"] == pytest.approx(np.median(truth["full_kl"], axis=0).tolist())
+    assert dist["return/delta"] == pytest.approx(np.median(truth["deltas"], axis=0).tolist())
     assert dist["natural/damping_share"] is None and dist["normalizer/kl_shift"] is None  # old runs: not logged
     assert trpo["updates"] == 3 * n
     no_ls = report["tasks"]["Hopper-v5"]["algo=trpo_no_ls"]["rates"]
-    assert no_ls["violation_rate"]["mean"] == 0.0 and no_ls["ls_changed_rate"]["mean"] == 0.0
+    assert no_ls["violation_rate"]["mean"] == 0.0 and no_ls["line_search_acted"]["mean"] == 0.0
     assert all(math.isnan(v) for v in no_ls["violation_rate"]["ci"])  # one run: no interval
     (group,) = report["identical_trajectories"]
     assert {g["variant"] for g in group} == {"algo=trpo", "algo=trpo_no_ls"} and {g["seed"] for g in group} == {0}
@@ -270,13 +272,13 @@ def test_step_behavior_reports_the_resolved_improved_fraction_and_says_what_was_
     assert paired["improved_fraction"]["mean"] == pytest.approx((3 / 4 + 2 / 3) / 2)
     lo, hi = paired["improved_fraction"]["ci"]
     assert 2 / 3 - 1e-12 <= lo < hi <= 3 / 4 + 1e-12
-    damping = np.concatenate([DAMPING[s] for s in OUTCOMES])
-    assert tasks["algo=trpo"]["distributions"]["natural/damping_share"] == pytest.approx(
-        np.quantile(damping, [0.05, 0.5, 0.95]).tolist())
+    per_run = np.array([np.quantile(DAMPING[s], [0.05, 0.5, 0.95]) for s in OUTCOMES])  # median over runs of each
+    assert tasks["algo=trpo"]["distributions"]["natural/damping_share"] == pytest.approx(np.median(per_run, axis=0).tolist())
     assert tasks["algo=npg"]["paired"] == {"measured_runs": 0}
     assert tasks["algo=npg"]["distributions"]["normalizer/kl_shift"] is None
     md = (out / "step_behavior.md").read_text()
-    assert f"| algo=trpo | {(3 / 4 + 2 / 3) / 2:.2f} [{lo:.2f}, {hi:.2f}] | 7 of 17 | {7 / 17:.2f} | 5 / 2 |" in md
+    share = (4 / 6 + 3 / 5 + 0 / 6) / 3  # resolved / measured per run, mean over runs (pooled 7 / 17 would be 0.41)
+    assert f"| algo=trpo | {(3 / 4 + 2 / 3) / 2:.2f} [{lo:.2f}, {hi:.2f}] | 7 of 17 | {share:.2f} | 5 / 2 |" in md
     assert "| algo=npg | not measured |" in md
 
 

@@ -7,6 +7,8 @@ search, what the line search buys (mean(backtracking) − mean(none) of the fina
 95 % percentile-bootstrap CI over seeds, scipy.stats.bootstrap, 10 000 resamples, seed 0), and how often it
 acts (the step taken is shorter than the full step), rejects (keeps the old parameters) and how often the
 full step violates δ at all (in the runs without a line search: what a line search would have had to catch).
+Per-run statistics across seeds follow trpo_lab.reports.run_stats: a share is the mean over runs, median KL/δ
+the median over runs of each run's median, collapses the sum.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trpo_lab.reports import run_stats
 from trpo_lab.reports.markdown import format_ci
 from trpo_lab.stats import difference_ci as diff_ci, mean_ci
 
@@ -43,14 +46,15 @@ def main(csv_path: str, out: str) -> None:
             if not none or not bt:
                 continue
             d = diff_ci(col(bt, "eval_final"), col(none, "eval_final"))
-            pct = lambda x: f"{np.mean(x):.0%}"
+            pct = lambda x: f"{run_stats.mean_over_runs(x):.0%}"
             lines.append(
                 f"| {delta:g} | {curvature} | {col(none, 'eval_final').mean():.0f} ± {col(none, 'eval_final').std(ddof=1):.0f} "
                 f"| {col(bt, 'eval_final').mean():.0f} ± {col(bt, 'eval_final').std(ddof=1):.0f} | {format_ci(*d, digits=0, signed=True)} "
                 f"| {col(none, 'train_final').mean():.0f} / {col(bt, 'train_final').mean():.0f} "
                 f"| {pct(col(none, 'full_step_violation_rate'))} / {pct(col(bt, 'full_step_violation_rate'))} "
                 f"| {pct(col(bt, 'line_search_acted'))} | {pct(col(bt, 'line_search_rejected'))} "
-                f"| {np.median(col(none, 'kl_over_delta_median')):.2f} / {np.median(col(bt, 'kl_over_delta_median')):.2f} "
+                f"| {run_stats.median_over_runs(col(none, 'kl_over_delta_median')):.2f} "
+                f"/ {run_stats.median_over_runs(col(bt, 'kl_over_delta_median')):.2f} "
                 f"| {col(none, 'collapses').sum():.0f} / {col(bt, 'collapses').sum():.0f} | {len(none)} + {len(bt)} |")
     Path(out, "delta_table.md").write_text(
         "# δ × line search × curvature (Hopper-v5, 300k env steps)\n\n"
@@ -75,7 +79,8 @@ def main(csv_path: str, out: str) -> None:
         ax_score.plot(xs, ms, color=color, ls=ls_style, marker="o", label=f"{curvature}, {ls}")
         ax_score.fill_between(xs, los, his, color=color, alpha=0.12 if ls == "none" else 0.22, lw=0)
         rate_key = "line_search_acted" if ls == "backtracking" else "full_step_violation_rate"
-        rates = [(d, np.mean(col(cells[(d, curvature, ls)], rate_key))) for d in deltas if (d, curvature, ls) in cells]
+        rates = [(d, run_stats.mean_over_runs(col(cells[(d, curvature, ls)], rate_key))) for d in deltas
+                 if (d, curvature, ls) in cells]
         if rates:
             ax_rate.plot(*zip(*rates), color=color, ls=ls_style, marker="o",
                          label=f"{curvature}: {'line search acts' if ls == 'backtracking' else 'full step violates δ (no line search)'}")

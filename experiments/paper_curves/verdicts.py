@@ -11,6 +11,9 @@ resolved" where the CI covers 0.
 1. TRPO beats the best fixed-step natural gradient: mean(trpo) − mean(best npg) > 0.
 2. Without the line search, catastrophic drops are more frequent: collapses per run (a training-return
    drop of more than half the best return so far), trpo_no_ls − trpo > 0.
+
+Per-run statistics across seeds follow trpo_lab.reports.run_stats: collapses per run is the mean over runs,
+median KL/δ the median over runs of each run's median.
 3. Max KL and the empirical Fisher do about as well as the defaults: mean(variant) − mean(trpo), judged
    "about as well" when the CI lies within ±20 % of TRPO's mean.
 """
@@ -23,6 +26,7 @@ from collections import defaultdict
 import numpy as np
 from scipy.stats import trim_mean
 
+from trpo_lab.reports import run_stats
 from trpo_lab.reports.markdown import format_ci
 from trpo_lab.stats import difference_ci as diff_ci
 
@@ -54,8 +58,8 @@ def main(path: str) -> None:
         for v, rows in variants.items():
             mark = " (best NPG α)" if v == best else ""
             print(f"| {v}{mark} | {len(rows)} | {trim_mean(col(rows, 'eval_final'), 0.25):.0f} | {np.mean(col(rows, 'eval_final')):.0f} "
-                  f"| {np.mean(col(rows, 'train_final')):.0f} | {np.mean(col(rows, 'collapses')):.2f} "
-                  f"| {np.median(col(rows, 'kl_over_delta_median')):.2f} |")
+                  f"| {np.mean(col(rows, 'train_final')):.0f} | {run_stats.mean_over_runs(col(rows, 'collapses')):.2f} "
+                  f"| {run_stats.median_over_runs(col(rows, 'kl_over_delta_median')):.2f} |")
         t = variants["trpo"]
         print("\n| claim | comparison | eval: Δmean [95 % CI] | train: Δmean [95 % CI] | verdict |")
         print("|---|---|---|---|---|")

@@ -4,18 +4,24 @@
 
 Writes runs.csv (one row per finished run) and table.md (per variant, with percentile-bootstrap 95 % CIs
 from scipy.stats.bootstrap over the variant's measured updates, pooled across its seeds).
+
+Each run's statistics (paired counts, medians, line-search rates) are those of trpo_lab.reports.run_stats: over
+the updates that formed a step, nulls left out; across runs a median is the median of the per-run medians. The
+table's resolved improved fraction and resolved share are, as the study designed them, pooled over the measured
+updates of all seeds with a CI over updates; step_behavior.md gives the same fraction as a mean over runs.
 """
 from __future__ import annotations
 
 import csv
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 from scipy.stats import bootstrap
+
+from trpo_lab.reports import run_stats
 
 VARIANTS = ["npg_a0.1", "npg_a0.7", "trpo_no_ls", "trpo", "trpo_undamped"]
 
@@ -26,9 +32,11 @@ def load(run: Path) -> dict | None:
         return None
     summary = json.loads(summary_path.read_text())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    measured = [r for r in rows if r.get("paired/outcome") is not None]
+    formed = [r for r, f in zip(rows, run_stats.formed(rows)) if f]
+    measured = [r for r in formed if r.get("paired/outcome") is not None]
     outcomes = [int(r["paired/outcome"]) for r in measured]
     resolved = [o for o in outcomes if o != 0]
+    paired = run_stats.paired_counts(rows) or run_stats.PairedCounts(0, 0, 0, 0)
     evals = [r["eval/return_mean"] for r in rows if r.get("eval/return_mean") is not None]
     split = summary["time_split_s"]
     delta = 0.01
@@ -39,24 +47,24 @@ def load(run: Path) -> dict | None:
         "env_steps": summary["env_steps"],
         "updates": summary["updates"],
         "final_eval_return": evals[-1] if evals else float("nan"),
-        "measured_updates": len(measured),
-        "resolved_updates": len(resolved),
-        "resolved_share": len(resolved) / len(measured) if measured else float("nan"),
-        "improved": sum(o == 1 for o in resolved),
-        "worsened": sum(o == -1 for o in resolved),
-        "resolved_improved_fraction": sum(o == 1 for o in resolved) / len(resolved) if resolved else float("nan"),
-        "damping_share_median": statistics.median(r["natural/damping_share"] for r in rows),
-        "kl_over_delta_median": statistics.median(r["step/kl_over_delta"] for r in rows),
-        "kl_predicted_over_delta_median": statistics.median(r["step/kl_predicted"] / delta for r in rows),
+        "measured_updates": paired.measured,
+        "resolved_updates": paired.resolved,
+        "resolved_share": paired.resolved_share.value,
+        "improved": paired.improved,
+        "worsened": paired.worsened,
+        "resolved_improved_fraction": paired.improved_fraction.value,
+        "damping_share_median": run_stats.median_of(rows, "natural/damping_share"),
+        "kl_over_delta_median": run_stats.kl_over_delta_median(rows),
+        "kl_predicted_over_delta_median": run_stats.median_of(rows, "step/kl_predicted") / delta,
         "first_update_normalizer_kl": rows[0]["normalizer/kl_shift"],
         "first_update_normalizer_kl_max": rows[0]["normalizer/kl_shift_max"],
-        "line_search_act_rate": float(np.mean([r["step/fraction"] < 1 for r in rows])),
-        "line_search_reject_rate": float(np.mean([r["line_search/accepted"] == 0 for r in rows])),
+        "line_search_act_rate": run_stats.line_search_acted(rows).value,
+        "line_search_reject_rate": run_stats.line_search_rejected(rows).value,
         "paired_s": split["paired"],
         "wall_s": summary["wall_s"],
         "paired_overhead": split["paired"] / (summary["wall_s"] - split["paired"]),
-        "paired_se_median": statistics.median(r["paired/improvement_se"] for r in measured) if measured else float("nan"),
-        "independent_se_median": statistics.median(r["paired/independent_se"] for r in measured) if measured else float("nan"),
+        "paired_se_median": run_stats.median_of(rows, "paired/improvement_se"),
+        "independent_se_median": run_stats.median_of(rows, "paired/independent_se"),
         "_resolved": resolved,
         "_outcomes": outcomes,
     }
@@ -98,12 +106,13 @@ def main(sweep: Path, out: Path) -> None:
             f"| {frac:.2f} {ci(resolved)} "
             f"| {sum(r['improved'] for r in rs)} / {sum(r['worsened'] for r in rs)} / {len(resolved)} / {len(measured)} "
             f"| {np.mean(measured):.2f} {ci(measured)} "
-            f"| {np.median([r['kl_over_delta_median'] for r in rs]):.2f} "
-            f"| {np.median([r['kl_predicted_over_delta_median'] for r in rs]):.2f} "
-            f"| {np.median([r['damping_share_median'] for r in rs]):.2f} "
-            f"| {np.mean([r['line_search_act_rate'] for r in rs]):.3f} "
+            f"| {run_stats.median_over_runs(r['kl_over_delta_median'] for r in rs):.2f} "
+            f"| {run_stats.median_over_runs(r['kl_predicted_over_delta_median'] for r in rs):.2f} "
+            f"| {run_stats.median_over_runs(r['damping_share_median'] for r in rs):.2f} "
+            f"| {run_stats.mean_over_runs(r['line_search_act_rate'] for r in rs):.3f} "
             f"| {np.mean([r['first_update_normalizer_kl'] for r in rs]) / 0.01:.4f} "
-            f"| {np.median([r['paired_se_median'] for r in rs]):.1f} / {np.median([r['independent_se_median'] for r in rs]):.1f} "
+            f"| {run_stats.median_over_runs(r['paired_se_median'] for r in rs):.1f} "
+            f"/ {run_stats.median_over_runs(r['independent_se_median'] for r in rs):.1f} "
             f"| {np.mean([r['paired_overhead'] for r in rs]):.0%} |"
         )
     missing = [f"{v} seed {s}" for s in range(3) for v in VARIANTS

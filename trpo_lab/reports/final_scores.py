@@ -10,11 +10,12 @@ The protocol, per run:
   (``summary.json``'s ``final_eval``; a study sets ``eval.episodes=10``). NaN if the run never evaluated.
 - ``train_final``: the training return (``return/mean``) averaged over the last ``--final-window`` updates.
 
-and the run's step statistics, each a share of its updates unless said otherwise:
+and the run's step statistics, as :mod:`trpo_lab.reports.run_stats` defines them (over the updates that formed a
+step, nulls left out), each a share of those updates unless said otherwise:
 
 - ``collapses``: updates after which the training return fell by more than ``collapse_share`` of the best
   return so far (a count); ``worst_drop``: the largest such drop.
-- ``violation_rate``: the accepted step broke the constraint (its KL statistic > δ); ``accepted_rate``: a
+- ``violation_rate``: the step taken broke the constraint (its KL statistic > δ); ``accepted_rate``: a
   step was taken (not the old parameters kept).
 - ``full_step_violation_rate``: the full KL-scaled step √(2δ/κ)·x, before any line search, broke the
   constraint (for a fixed step rule this step is counterfactual: measured, not taken).
@@ -28,8 +29,14 @@ Per task and variant (runs are pooled only when their configs are equal but for 
 :func:`trpo_lab.runs.group_runs`): the interquartile mean (IQM) over seeds of ``eval_final`` and of
 ``train_final``, each with a percentile-bootstrap CI over seeds (the stratified bootstrap of
 :func:`trpo_lab.stats.bootstrap_ci` with one stratum: tasks are never pooled, raw returns of different
-tasks are not on one scale); mean ± std (ddof = 1) and the per-seed values; and the step statistics
-summed or averaged over seeds. Every table can be rebuilt from ``runs.csv``.
+tasks are not on one scale); mean ± std (ddof = 1) and the per-seed values; and the step statistics across
+runs by the rules of :mod:`trpo_lab.reports.run_stats`: counts summed, rates (the resolved improved fraction
+too) the mean over the runs where they are defined, median KL/δ the median of the per-run medians.
+
+Every table can be rebuilt from ``runs.csv``: given a study's ``runs.csv`` instead of sweep folders, the
+report rewrites ``final_scores.md`` and ``.json`` from its rows (and leaves ``runs.csv`` as it is)::
+
+    python -m trpo_lab.reports.final_scores experiments/NAME/runs.csv --out experiments/NAME
 """
 from __future__ import annotations
 
@@ -37,12 +44,14 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from trpo_lab.reports import run_stats
 from trpo_lab.reports.common import base_parser, run_report, skipped_json
 from trpo_lab.reports.curves import final_score
 from trpo_lab.reports.markdown import format_ci, markdown_table, sources_and_skipped
@@ -57,6 +66,8 @@ COLUMNS = (
     "line_search_acted", "line_search_rejected", "kl_over_delta_median",
     "paired_measured", "paired_resolved", "paired_improved",
 )
+#: the columns that are shares of a run's updates (:data:`trpo_lab.reports.run_stats.SHARES`)
+SHARE_COLUMNS = ("violation_rate", "accepted_rate", "full_step_violation_rate", "line_search_acted", "line_search_rejected")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,25 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _share(run: Run, key: str, predicate) -> float:
-    """The share of updates whose ``key`` satisfies ``predicate`` (NaN if no update logged it)."""
-    col = run.column(key)
-    col = col[np.isfinite(col)]
-    return float(np.mean(predicate(col))) if col.size else math.nan
-
-
-def _median(run: Run, key: str) -> float:
-    col = run.column(key)
-    col = col[np.isfinite(col)]
-    return float(np.median(col)) if col.size else math.nan
-
-
 def run_record(run: Run, variant: str, final_window: int) -> dict[str, Any]:
     """One ``runs.csv`` row (see the module docstring for each column)."""
     summary = run.summary or {}
     final_eval = summary.get("final_eval") or {}
-    outcomes = run.column("paired/outcome")
-    outcomes = outcomes[np.isfinite(outcomes)]
+    paired = run_stats.paired_counts(run.rows) or run_stats.PairedCounts(0, 0, 0, 0)
+    collapses = run_stats.collapses(run.rows, summary)
     return {
         "task": run.task,
         "variant": variant,
@@ -100,17 +98,13 @@ def run_record(run: Run, variant: str, final_window: int) -> dict[str, Any]:
         "eval_final_std": final_eval.get("return_std", math.nan),
         "eval_episodes": final_eval.get("episodes"),
         "train_final": final_score(run, "return/mean", final_window),
-        "collapses": summary.get("collapses"),
+        "collapses": int(collapses) if math.isfinite(collapses) else None,
         "worst_drop": summary.get("worst_drop"),
-        "violation_rate": _share(run, "step/constraint_violated", lambda c: c > 0),
-        "accepted_rate": _share(run, "line_search/accepted", lambda c: c > 0),
-        "full_step_violation_rate": _share(run, "full_step/constraint_violated", lambda c: c > 0),
-        "line_search_acted": _share(run, "step/fraction", lambda c: c < 1),
-        "line_search_rejected": _share(run, "line_search/accepted", lambda c: c == 0),
-        "kl_over_delta_median": _median(run, "step/kl_over_delta"),
-        "paired_measured": int(outcomes.size),
-        "paired_resolved": int(np.sum(outcomes != 0)),
-        "paired_improved": int(np.sum(outcomes > 0)),
+        **{k: run_stats.SHARES[k](run.rows).value for k in SHARE_COLUMNS},
+        "kl_over_delta_median": run_stats.kl_over_delta_median(run.rows),
+        "paired_measured": paired.measured,
+        "paired_resolved": paired.resolved,
+        "paired_improved": paired.improved,
     }
 
 
@@ -127,21 +121,20 @@ def _score_stats(values: list[float], args: argparse.Namespace) -> dict[str, Any
 
 def variant_record(task: str, variant: str, rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     """One task × variant: the score statistics of ``eval_final`` and ``train_final``, and the step statistics
-    pooled over its runs (counts summed, shares averaged over runs)."""
-    mean_of = lambda k: float(np.nanmean([r[k] for r in rows])) if any(math.isfinite(r[k]) for r in rows) else math.nan
-    resolved = sum(r["paired_resolved"] for r in rows)
-    improved = sum(r["paired_improved"] for r in rows)
+    across its runs (:mod:`trpo_lab.reports.run_stats`: counts summed, rates the mean over the runs where they are
+    defined, median KL/δ the median of the per-run medians)."""
+    fractions = [r["paired_improved"] / r["paired_resolved"] if r["paired_resolved"] else math.nan for r in rows]
     return {
         "task": task, "variant": variant, "seeds": [r["seed"] for r in rows],
         "eval_final": _score_stats([r["eval_final"] for r in rows], args),
         "train_final": _score_stats([r["train_final"] for r in rows], args),
         "collapses": int(sum(r["collapses"] or 0 for r in rows)),
-        **{k: mean_of(k) for k in ("violation_rate", "accepted_rate", "full_step_violation_rate", "line_search_acted",
-                                   "line_search_rejected", "kl_over_delta_median")},
+        **{k: run_stats.mean_over_runs(r[k] for r in rows) for k in SHARE_COLUMNS},
+        "kl_over_delta_median": run_stats.median_over_runs(r["kl_over_delta_median"] for r in rows),
         "paired_measured": sum(r["paired_measured"] for r in rows),
-        "paired_resolved": resolved,
-        "paired_improved": improved,
-        "resolved_improved_fraction": improved / resolved if resolved else math.nan,
+        "paired_resolved": sum(r["paired_resolved"] for r in rows),
+        "paired_improved": sum(r["paired_improved"] for r in rows),
+        "resolved_improved_fraction": run_stats.mean_over_runs(fractions),
     }
 
 
@@ -164,6 +157,42 @@ def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path, args: argpa
         writer.writeheader()
         for rows in rows_by_group.values():
             writer.writerows(sorted(rows, key=lambda r: (r["seed"] is None, r["seed"])))
+    return write_tables(rows_by_group, skipped, out, args)
+
+
+#: the ``runs.csv`` columns that hold integers; every other column but the strings holds a float
+_INT_COLUMNS = ("seed", "env_steps", "updates", "eval_episodes", "collapses", "paired_measured", "paired_resolved",
+                "paired_improved")
+_STR_COLUMNS = ("task", "variant", "run", "git_commit")
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def read_runs_csv(path: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """A study's ``runs.csv`` back as the :func:`run_record` rows of each (task, variant), in the order the report
+    read them: groups as first seen in the file, runs in the natural order of their folders (``runs.csv`` lists
+    them by seed). An empty cell is None. Raises ValueError when a column is missing."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: not a runs.csv of this report (missing columns: {', '.join(missing)})")
+        table = list(reader)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for raw in table:
+        row: dict[str, Any] = {}
+        for c in COLUMNS:
+            v = raw[c]
+            row[c] = None if v == "" else v if c in _STR_COLUMNS else int(v) if c in _INT_COLUMNS else float(v)
+        groups.setdefault((row["task"], row["variant"]), []).append(row)
+    return {k: sorted(rows, key=lambda r: _natural_key(r["run"] or "")) for k, rows in groups.items()}
+
+
+def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], skipped: list[tuple[Run, str]],
+                 out: Path, args: argparse.Namespace) -> str:
+    """Write ``final_scores.md`` and ``final_scores.json`` into ``out`` from the ``runs.csv`` rows; return the Markdown."""
     records = [variant_record(task, variant, rows, args) for (task, variant), rows in rows_by_group.items()]
     pct = f"{args.confidence:.0%}"
     scores = markdown_table(
@@ -188,9 +217,11 @@ def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path, args: argpa
         f"**train**: the training return averaged over each run's last {args.final_window} updates. "
         f"IQM: interquartile mean over seeds with a {pct} percentile-bootstrap CI over seeds ({args.resamples} "
         f"resamples, seed {args.seed}); mean ± std over seeds (ddof = 1).\n\n" + scores
-        + "\n\n## Step statistics\n\nShares of updates, averaged over seeds; counts summed over seeds. "
+        + "\n\n## Step statistics\n\nShares of the updates that formed a step, per run, averaged over seeds; "
+        "counts summed over seeds; *median KL/δ*: the median over seeds of each run's median. "
         "*improved / resolved*: updates whose paired old-vs-new evaluation resolved a change (|mean| > 2·SE) "
-        "and, of those, the ones that improved. *violation*: the step taken broke the KL constraint; *full step "
+        "and, of those, the ones that improved (counts summed; the percentage: each run's improved / resolved, "
+        "averaged over the runs with a resolved update). *violation*: the step taken broke the KL constraint; *full step "
         "violates*: the full KL-scaled step, before any line search, did (counterfactual for a fixed step); *line search acts*: the step taken is shorter than the "
         "full step; *rejects*: no candidate accepted (old parameters kept).\n\n" + steps
         + sources_and_skipped(args.sweep_dirs, skipped)
@@ -205,6 +236,21 @@ def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path, args: argpa
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    tables = [d for d in args.sweep_dirs if d.suffix == ".csv"]
+    if tables:
+        if len(args.sweep_dirs) != 1 or not tables[0].is_file():
+            print("error: give one existing runs.csv, or sweep folders, not both", file=sys.stderr)
+            return 2
+        try:
+            rows_by_group = read_runs_csv(tables[0])
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        out = args.out or tables[0].parent
+        out.mkdir(parents=True, exist_ok=True)
+        print(write_tables(rows_by_group, [], out, args))
+        print(f"wrote {out / 'final_scores.md'}, {out / 'final_scores.json'}")
+        return 0
 
     def _write(groups: Groups, skipped: list[tuple[Run, str]], out: Path) -> None:
         print(write(groups, skipped, out, args))
