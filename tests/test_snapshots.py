@@ -17,7 +17,7 @@ import yaml
 
 from helpers import CONF_DIR
 from trpo_lab.envs import make_vec_env
-from trpo_lab.snapshots import SnapshotError, UnsupportedSnapshot, restore, snapshot
+from trpo_lab.snapshots import SnapshotError, UnsupportedSnapshot, env_layers, restore, snapshot
 
 ENV_IDS = sorted(yaml.safe_load(p.read_text())["env"]["id"] for p in Path(CONF_DIR, "env").glob("*.yaml"))
 TIME_LIMIT = 50  # short, so that the 200 recorded steps cross several episode ends
@@ -186,3 +186,15 @@ def test_restore_refuses_a_snapshot_of_another_env():
         restore(acrobot, snapshot(cartpole))
     with pytest.raises(SnapshotError, match="cannot restore a snapshot of CartPole-v1"):
         restore(gym.make("CartPole-v1", disable_env_checker=True), snapshot(cartpole))  # another wrapper chain
+
+
+def test_a_snapshot_of_a_never_reset_env_restores_a_never_reset_env():
+    snap = weights_only_round_trip(snapshot(gym.make("Pendulum-v1")))
+    env = gym.make("Pendulum-v1")
+    env.reset(seed=0)
+    env.step(np.ones(1, np.float32))  # creates PendulumEnv.state, .last_u and the seeded np_random
+    restore(env, snap)
+    never_reset = gym.make("Pendulum-v1")
+    assert [sorted(vars(layer)) for layer in env_layers(env)] == [sorted(vars(layer)) for layer in env_layers(never_reset)]
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(np.ones(1, np.float32))

@@ -25,18 +25,20 @@ What a snapshot holds. The env as ``gymnasium.make`` builds it is a chain of lay
 - anything else raises :class:`UnsupportedSnapshot`, naming the env id, the layer and the attribute:
   an env holding state of an unknown form is refused, never half-saved.
 
-MuJoCo. ``mj_getState(mjSTATE_INTEGRATION)`` is the state the *integrator* needs, but observations
-and rewards also read quantities the last ``mj_step`` left behind from its own forward pass, at the
-state *before* the integration: ``cfrc_ext`` (Ant's contact cost and observation), ``cinert``,
-``cvel``, ``qfrc_actuator``, ``xipos`` (Humanoid). A forward pass after restoring the integration
-state recomputes them at the state *after* it, so Ant-v5 and Humanoid-v5 diverge. A snapshot holds
-instead every array of ``mjData``'s fixed buffer (``MJDATA_POINTERS`` in MuJoCo's ``mjxmacro.h``:
-the integration state and every model-sized derived array; ``plugin_data``, addresses of plugin
-instances, excluded), packed as raw bytes in one uint8 tensor, with ``time`` and the scalar flags
-and awake counts. Not held: the arena (contacts, constraint rows, islands) and the solver, timer
-and warning statistics. They are outputs of the last step's collision and constraint stages, which
-the next ``mj_step`` rebuilds before reading them, and the gymnasium tasks never read them between
-steps. After a restore, ``data.contact`` and ``data.efc_*`` still describe the state before it.
+MuJoCo. ``mj_getState(mjSTATE_INTEGRATION)`` is the state the *integrator* needs, but a step can
+read quantities that the previous ``mj_step`` left behind from its forward pass, computed at the
+state *before* that step's integration: Ant-v5 reads the torso's ``xpos`` and Humanoid-v5 the
+bodies' ``xipos`` (``mass_center``) before simulating, for the x-velocity in the reward. A forward
+pass after restoring the integration state recomputes them at the state *after* it, so these two
+tasks diverge (measured: leaving out ``xpos`` breaks Ant-v5 alone, ``xipos`` Humanoid-v5 alone;
+``cfrc_ext`` is recomputed by the step before it is read). A snapshot therefore holds every array
+of ``mjData``'s fixed buffer (``MJDATA_POINTERS`` in MuJoCo's ``mjxmacro.h``: the integration state
+and every model-sized derived array; ``plugin_data``, addresses of plugin instances, excluded),
+packed as raw bytes in one uint8 tensor, with ``time`` and the scalar flags and awake counts. Not
+held: the arena (contacts, constraint rows, islands) and the solver, timer and warning statistics,
+outputs of the last step's collision and constraint stages that the next ``mj_step`` rebuilds
+before reading them (no gymnasium task reads them between steps). So after a restore,
+``data.contact`` and ``data.efc_*`` still describe the state before it.
 
 Format (``FORMAT``): ``{"format", "env_id", "layers": [{"class", "attrs"}, …]}``; numpy values are
 tagged dicts ``{"__ndarray__": tensor}``, ``{"__npscalar__": tensor}``, ``{"__generator__": name,
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 import zlib
 from functools import lru_cache
 from typing import Any
@@ -167,29 +170,35 @@ def mjdata_buffer_fields() -> tuple[str, ...]:
     return tuple(n for n in names if n not in MJDATA_EXCLUDED)
 
 
-def _mjdata_views(data: Any) -> list[np.ndarray]:
-    """Flat uint8 views of the buffer arrays, in :func:`mjdata_buffer_fields` order."""
-    return [getattr(data, n).reshape(-1).view(np.uint8) for n in mjdata_buffer_fields()]
+#: per MjData: its buffer arrays as flat uint8 views, and their layout checksum (dropped with the MjData)
+_VIEWS: weakref.WeakKeyDictionary[Any, tuple[list[np.ndarray], int]] = weakref.WeakKeyDictionary()
 
 
-def _mjdata_layout(views: list[np.ndarray]) -> int:
-    """A checksum of the fields' byte sizes: equal models give equal layouts."""
-    return zlib.crc32(np.array([v.size for v in views], np.int64).tobytes())
+def _mjdata_views(data: Any) -> tuple[list[np.ndarray], int]:
+    """Flat uint8 views of the buffer arrays (:func:`mjdata_buffer_fields` order) and a checksum of their sizes.
+
+    The buffer is allocated once per MjData, so the views are made once (they are most of a snapshot's cost).
+    """
+    cached = _VIEWS.get(data)
+    if cached is None:
+        views = [getattr(data, n).reshape(-1).view(np.uint8) for n in mjdata_buffer_fields()]
+        cached = _VIEWS[data] = (views, zlib.crc32(np.array([v.size for v in views], np.int64).tobytes()))
+    return cached
 
 
 def _snapshot_mjdata(data: Any) -> dict[str, Any]:
-    views = _mjdata_views(data)
+    views, layout = _mjdata_views(data)
     return {"__mjdata__": {
         "time": float(data.time),
         "buffer": torch.from_numpy(np.concatenate(views)),
-        "layout": _mjdata_layout(views),
+        "layout": layout,
         "scalars": {n: int(getattr(data, n)) for n in MJDATA_SCALARS},
     }}
 
 
 def _restore_mjdata(snap: dict[str, Any], data: Any, where: str) -> None:
-    views = _mjdata_views(data)
-    if snap["layout"] != _mjdata_layout(views):
+    views, layout = _mjdata_views(data)
+    if snap["layout"] != layout:
         raise SnapshotError(f"{where}: the snapshot's MuJoCo data is of another model (array sizes differ)")
     buf = snap["buffer"].numpy()
     start = 0
