@@ -70,6 +70,8 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
     and only on a step where an episode ended), observations are written straight into one
     preallocated array instead of a list that is concatenated and deep-copied, and actions are
     indexed rows instead of ``iterate(action_space, ...)``. Box or Discrete observation spaces only.
+    ``snapshot_env``/``restore_env``/``state_dict``/``load_state_dict`` save and restore the sub-envs'
+    complete state mid-episode (:mod:`trpo_lab.snapshots`), for resume and vine sampling.
 
     Args:
         env_fns: one callable per sub-env that makes it.
