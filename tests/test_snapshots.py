@@ -6,6 +6,7 @@ restore), never the snapshot code's output; every snapshot first goes through
 """
 from __future__ import annotations
 
+import enum
 import io
 from pathlib import Path
 
@@ -22,6 +23,10 @@ from trpo_lab.snapshots import SnapshotError, UnsupportedSnapshot, env_layers, r
 ENV_IDS = sorted(yaml.safe_load(p.read_text())["env"]["id"] for p in Path(CONF_DIR, "env").glob("*.yaml"))
 TIME_LIMIT = 50  # short, so that the 200 recorded steps cross several episode ends
 K = 35  # steps before the snapshot: 15 before the time limit at the latest
+
+
+class Mode(enum.IntEnum):
+    FAST = 1
 
 
 def make(env_id: str, **kwargs) -> gym.Env:
@@ -177,6 +182,14 @@ def test_an_env_with_unknown_state_is_refused_by_name():
     env.reset(seed=0)
     with pytest.raises(UnsupportedSnapshot, match=r"CartPole-v1.*RecordEpisodeStatistics\.\w+_queue.*deque"):
         snapshot(env)
+
+
+def test_an_int_subclass_is_refused_not_pickled():
+    """An IntEnum is an int, but torch.save would pickle its class, which weights_only loading rejects."""
+    env = gym.make("CartPole-v1")
+    env.unwrapped.mode = Mode.FAST
+    with pytest.raises(UnsupportedSnapshot, match=r"CartPoleEnv\.mode holds a .*Mode"):
+        weights_only_round_trip(snapshot(env))
 
 
 def test_restore_refuses_a_snapshot_of_another_env():

@@ -105,14 +105,17 @@ def _constant_types() -> tuple[type, ...]:
 
 
 def _is_plain(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
+    # exact types: a subclass (an IntEnum, a defaultdict, np.matrix) would pickle as its class and
+    # fail to load under weights_only
+    t = type(value)
+    if value is None or t in (bool, int, float, str):
         return True
-    if isinstance(value, (np.ndarray, np.generic)):
+    if t is np.ndarray or isinstance(value, np.generic):
         return value.dtype.kind in "biufc" and value.dtype.isnative
-    if isinstance(value, (list, tuple)):
+    if t in (list, tuple):
         return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    if t is dict:
+        return all(type(k) is str and _is_plain(v) for k, v in value.items())
     return False
 
 
