@@ -177,6 +177,20 @@ def test_restore_env_copies_one_trunk_state_into_every_branch():
     assert o[2].tobytes() != reference[-1][0]  # another action sequence leads elsewhere
 
 
+@pytest.mark.parametrize("bit_generator", ["PCG64", "MT19937", "Philox", "SFC64"])
+def test_np_random_of_any_bit_generator_survives_weights_only(bit_generator):
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    env.unwrapped.np_random = np.random.Generator(getattr(np.random, bit_generator)(7))
+    env.unwrapped.np_random.random(3)  # mid-stream (MT19937 and Philox keep a buffered position)
+    snap = weights_only_round_trip(snapshot(env))
+    expected = env.unwrapped.np_random.random(5)
+    fresh = gym.make("CartPole-v1")
+    restore(fresh, snap)
+    assert type(fresh.unwrapped.np_random.bit_generator).__name__ == bit_generator
+    np.testing.assert_array_equal(fresh.unwrapped.np_random.random(5), expected)
+
+
 def test_an_env_with_unknown_state_is_refused_by_name():
     env = gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))  # its queues are deques
     env.reset(seed=0)

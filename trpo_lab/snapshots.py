@@ -20,7 +20,8 @@ What a snapshot holds. The env as ``gymnasium.make`` builds it is a chain of lay
   passive checker's flags, CartPole's ``state`` and ``steps_beyond_terminated``, Pendulum's
   ``last_u``, … (constants that happen to be plain are copied too, and restore to equal values);
 - a ``numpy.random.Generator`` (the env's ``np_random``): its bit generator's state, a dict of
-  Python ints (PCG64's are 128-bit; ``torch.load(weights_only=True)`` keeps them exact);
+  Python ints (PCG64's are 128-bit; ``torch.load(weights_only=True)`` keeps them exact) and, for
+  MT19937 or Philox, arrays;
 - a ``mujoco.MjData``: see below;
 - anything else raises :class:`UnsupportedSnapshot`, naming the env id, the layer and the attribute:
   an env holding state of an unknown form is refused, never half-saved.
@@ -152,7 +153,7 @@ def _decode_generator(value: dict[str, Any], current: Any) -> np.random.Generato
         gen = current  # in place: no OS-entropy seeding of a throwaway bit generator
     else:
         gen = np.random.Generator(getattr(np.random, name)())
-    gen.bit_generator.state = value["state"]
+    gen.bit_generator.state = _decode(value["state"], None)
     return gen
 
 
@@ -238,7 +239,7 @@ def _state_attrs(layer: Any, env_id: str) -> dict[str, Any]:
             out[name] = _encode_plain(value)
         elif kind == "generator":
             bg = value.bit_generator
-            out[name] = {"__generator__": type(bg).__name__, "state": bg.state}
+            out[name] = {"__generator__": type(bg).__name__, "state": _encode_plain(bg.state)}
         elif kind == "mjdata":
             out[name] = _snapshot_mjdata(value)
     return out
