@@ -6,8 +6,11 @@ from typing import Any, Callable, Literal, Sequence
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import batch_space
+
+from trpo_lab.snapshots import restore, snapshot
 
 VECTOR_BACKENDS = ("inprocess", "gymnasium")
 
@@ -121,6 +124,8 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
     and only on a step where an episode ended), observations are written straight into one
     preallocated array instead of a list that is concatenated and deep-copied, and actions are
     indexed rows instead of ``iterate(action_space, ...)``. Box or Discrete observation spaces only.
+    ``snapshot_env``/``restore_env``/``state_dict``/``load_state_dict`` save and restore the sub-envs'
+    complete state mid-episode (:mod:`trpo_lab.snapshots`), for resume and vine sampling.
 
     Args:
         env_fns: one callable per sub-env that makes it.
@@ -177,6 +182,37 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
 
     def render(self) -> tuple[Any, ...]:
         return tuple(env.render() for env in self.envs)
+
+    # Snapshots. SAME_STEP autoreset keeps no flag between steps (an episode's end and the next
+    # reset happen in one ``step``), so the vector env's whole state is its sub-envs' snapshots
+    # plus the observations the last ``reset``/``step`` returned: the inputs of the next actions.
+    # Vine sampling: during the trunk, ``snapshot_env(i)`` the states it visits; for a branch,
+    # ``restore_env(j, snap)`` one snapshot into sub-envs j = 0 … K−1 of a branch vector env (each
+    # gets its own copy: no memory is shared between them or with ``snap``), act on the returned
+    # observations and ``step``. The K copies hold the same ``np_random`` state, so the env noise of
+    # their resets is common to all branches; a branch that ends autoresets like any sub-env.
+
+    def snapshot_env(self, i: int) -> dict[str, Any]:
+        """Sub-env i's state (:func:`trpo_lab.snapshots.snapshot`) and its current observation."""
+        return {"env": snapshot(self.envs[i]), "obs": torch.from_numpy(self._obs[i].copy())}
+
+    def restore_env(self, i: int, snap: dict[str, Any]) -> np.ndarray:
+        """Put sub-env i into the state of ``snap`` (from :meth:`snapshot_env`); returns its observation."""
+        restore(self.envs[i], snap["env"])
+        self._obs[i] = snap["obs"].numpy()
+        return self._obs[i].copy()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every sub-env's :meth:`snapshot_env`: a checkpoint of the vector env mid-episode (``weights_only``-safe)."""
+        return {"num_envs": self.num_envs, "envs": [self.snapshot_env(i) for i in range(self.num_envs)]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> np.ndarray:
+        """Restore :meth:`state_dict`'s state; returns the observations the next ``step``'s actions act on."""
+        if state["num_envs"] != self.num_envs:
+            raise ValueError(f"a state of {state['num_envs']} envs cannot be loaded into {self.num_envs} envs")
+        for i, snap in enumerate(state["envs"]):
+            self.restore_env(i, snap)
+        return self._obs.copy()
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
