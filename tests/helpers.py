@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,47 @@ from torch.nn.utils import parameters_to_vector
 from trpo_lab.policies import CategoricalPolicy, GaussianPolicy
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+# -- shared overrides -----------------------------------------------------------------------------------------
+#: a 4-update CartPole run: debug=smoke is 2 envs, 512-step batches, 2048 steps, no W&B, a console line per update
+SMOKE = ["env=cartpole", "debug=smoke"]
+#: CartPole with 512-step batches and nothing else per update, for command-line runs that are killed, signalled
+#: or resumed at a row count (set total_env_steps and checkpoint_every per test)
+FAST = ["env=cartpole", "rollout.num_envs=2", "rollout.batch_size=512", "critic.epochs=1",
+        "logger.wandb.mode=disabled", "logger.console=lines", "logger.console_every=1", "eval.every=0",
+        "rollout.normalizer_warmup=0"]
+#: no W&B and no console output, for in-process runs at their configured scale
+QUIET = ["logger.wandb.mode=disabled", "logger.console=off"]
+#: metric sections that hold wall-clock times: the only keys that differ between two runs of one config
+TIMING = ("time/", "perf/")
+
+
+def metrics_rows(run_dir: Path | str, *, timing: bool = True) -> list[dict]:
+    """The rows of ``run_dir/metrics.jsonl``; without the TIMING keys when ``timing`` is false."""
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return rows if timing else [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
+
+
+# -- the command line (every test that calls these is marked slow: tests/conftest.py enforces it) ----------------
+def _cli_env(env: dict[str, str | None] | None) -> dict[str, str]:
+    """os.environ with ``env`` applied; a None value removes the variable."""
+    out = {**os.environ, **{k: v for k, v in (env or {}).items() if v is not None}}
+    return {k: v for k, v in out.items() if (env or {}).get(k, "") is not None}
+
+
+def run_cli(*args: str, module: str = "trpo_lab.train", cwd: Path | str | None = None,
+            env: dict[str, str | None] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m module *args`` in a new process, to its end; text stdout and stderr captured."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=_cli_env(env), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_cli(*args: str, module: str = "trpo_lab.train", cwd: Path | str | None = None,
+              env: dict[str, str | None] | None = None, **popen) -> subprocess.Popen:
+    """``python -m module *args`` started in a new process (stdout and stderr piped unless ``popen`` says
+    otherwise); the caller waits for it, signals or kills it."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=_cli_env(env), **popen)
 
 
 class CountingEnv(gym.Env):

@@ -6,6 +6,8 @@ from trpo_lab.envs import make_vec_env
 from trpo_lab.evaluate import evaluate_policy, load_run
 from trpo_lab.train import run
 
+from helpers import QUIET
+
 pytestmark = pytest.mark.learning
 
 
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.learning
     [("cartpole", 81_920, 475.0), ("inverted_pendulum", 102_400, 950.0)],
 )
 def test_trpo_solves(compose, tmp_path, env, steps, target):
-    cfg = compose([f"env={env}", f"total_env_steps={steps}", "logger.wandb.mode=disabled", "logger.console=off"])
+    cfg = compose([f"env={env}", f"total_env_steps={steps}", *QUIET])
     run(cfg, tmp_path)
     policy, norm, saved, _ = load_run(tmp_path)
     envs = make_vec_env(saved["env"]["id"], 10)
