@@ -35,7 +35,7 @@ def test_trpo_accepted_steps_respect_the_trust_region(compose, tmp_path):
     run(cfg, tmp_path)
     rows = metrics_rows(tmp_path)
     accepted = [r for r in rows if r["line_search/accepted"] == 1]
-    assert accepted
+    assert accepted  # one of 16 updates suffices; seeds 0-2 accept all 16 at the first candidate (full KL ≤ 0.93δ)
     for r in accepted:
         assert r["step/kl_mean"] <= cfg.algo.max_kl
         assert r["step/surrogate_actual"] > 0
@@ -94,7 +94,7 @@ def test_huge_delta_full_step_violates_and_line_search_repairs(compose, curvatur
         return float(kl_divergence(old, new).mean()), float(((ratio - 1) * adv).mean())
 
     full_kl, _ = kl_and_gain(1.0)
-    assert full_kl > 1.5 * delta  # the premise, from the closed form alone
+    assert full_kl > 1.5 * delta  # the premise (3.0δ damped, 3.3δ undamped)
     admissible = [j for j in range(tries) for kl, gain in [kl_and_gain(beta**j)] if kl <= delta and gain > 0]
     j = admissible[0]  # the line search must pick the first admissible βʲ
     assert j >= 1  # the full step is not admissible: the line search has to backtrack
