@@ -1,13 +1,19 @@
 """Test helpers shared across test modules (test modules never import each other)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import multiprocessing.process
+import os
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 import yaml
 from torch import nn
@@ -17,9 +23,85 @@ from torch.nn.utils import parameters_to_vector
 from trpo_lab.policies import CategoricalPolicy, GaussianPolicy
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+HELPERS = Path(__file__).resolve()
+
+# -- shared overrides -----------------------------------------------------------------------------------------
+#: a 4-update CartPole run: debug=smoke is 2 envs, 512-step batches, 2048 steps, no W&B, a console line per update
+SMOKE = ["env=cartpole", "debug=smoke"]
+#: CartPole with 512-step batches and nothing else per update, for command-line runs that are killed, signalled
+#: or resumed at a row count (set total_env_steps and checkpoint_every per test)
+FAST = ["env=cartpole", "rollout.num_envs=2", "rollout.batch_size=512", "critic.epochs=1",
+        "logger.wandb.mode=disabled", "logger.console=lines", "logger.console_every=1", "eval.every=0",
+        "rollout.normalizer_warmup=0"]
+#: no W&B and no console output, for in-process runs at their configured scale
+QUIET = ["logger.wandb.mode=disabled", "logger.console=off"]
+#: metric sections that hold wall-clock times: the only keys that differ between two runs of one config
+TIMING = ("time/", "perf/")
 
 
-class CountingEnv(gym.Env):
+def metrics_rows(run_dir: Path | str, *, timing: bool = True) -> list[dict]:
+    """The rows of ``run_dir/metrics.jsonl``; without the TIMING keys when ``timing`` is false."""
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return rows if timing else [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
+
+
+# -- the command line (every test that calls these is marked slow: tests/conftest.py enforces it) ----------------
+def _cli_env(env: dict[str, str | None] | None) -> dict[str, str]:
+    """os.environ with ``env`` applied; a None value removes the variable."""
+    out = {**os.environ, **{k: v for k, v in (env or {}).items() if v is not None}}
+    return {k: v for k, v in out.items() if (env or {}).get(k, "") is not None}
+
+
+def run_cli(*args: str, module: str = "trpo_lab.train", cwd: Path | str | None = None,
+            env: dict[str, str | None] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m module *args`` in a new process, to its end; text stdout and stderr captured."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=_cli_env(env), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_cli(*args: str, module: str = "trpo_lab.train", cwd: Path | str | None = None,
+              env: dict[str, str | None] | None = None, **popen) -> subprocess.Popen:
+    """``python -m module *args`` started in a new process (stdout and stderr piped unless ``popen`` says
+    otherwise); the caller waits for it, signals or kills it."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=_cli_env(env), **popen)
+
+
+
+# -- only slow tests start processes (the check behind tests/conftest.py's autouse fixture) ----------------------
+#: what starts or signals a process, as (owner, attribute); Popen._execute_child is under every subprocess call
+PROCESS_STARTERS = [(subprocess.Popen, "_execute_child"), (multiprocessing.process.BaseProcess, "start"),
+                    *((os, name) for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "kill",
+                                              "killpg") if hasattr(os, name))]
+_STDLIB_PROCESS_FILES = {subprocess.__file__, multiprocessing.process.__file__}
+
+
+@contextlib.contextmanager
+def processes_refused(test_file: Path, nodeid: str) -> Iterator[None]:
+    """Inside, a process started or signalled by code in ``test_file`` or in this module fails the test
+    ``nodeid`` before the process exists; code elsewhere (trpo_lab, the libraries it calls) is let through."""
+
+    def guarded_by(owner: Any, name: str, real: Any) -> Any:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            frame = sys._getframe(1)  # the caller, past subprocess.run → Popen.__init__ and other guards
+            while frame is not None and (frame.f_code.co_filename in _STDLIB_PROCESS_FILES
+                                         or frame.f_code is guarded.__code__):
+                frame = frame.f_back
+            if frame is not None and Path(frame.f_code.co_filename) in (test_file, HELPERS):
+                what = f"{getattr(owner, '__name__', owner)}.{name}"
+                pytest.fail(f"{nodeid} starts or signals a process ({what}): mark it @pytest.mark.slow", pytrace=False)
+            return real(*args, **kwargs)
+
+        return guarded
+
+    saved = [(owner, name, getattr(owner, name)) for owner, name in PROCESS_STARTERS]
+    try:
+        for owner, name, real in saved:
+            setattr(owner, name, guarded_by(owner, name, real))
+        yield
+    finally:
+        for owner, name, real in saved:
+            setattr(owner, name, real)
     """obs = [steps taken in this episode]; reward = that count + 1; terminates after ``term_at`` steps."""
 
     def __init__(self, term_at: int | None = None):

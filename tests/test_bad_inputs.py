@@ -17,9 +17,11 @@ from trpo_lab.config import ConfigError
 from trpo_lab.evaluate import main as evaluate_main
 from trpo_lab.launch import check_run
 from trpo_lab.run_folder import CheckpointError
-from trpo_lab.train import run
 
-SMOKE = ["env=cartpole", "debug=smoke", "logger.wandb.mode=offline"]
+from helpers import SMOKE, run_cli
+
+#: SMOKE with W&B offline: a refusal must come before any W&B folder is made
+OFFLINE_SMOKE = [*SMOKE, "logger.wandb.mode=offline"]
 
 CONFIG_CASES = [  # (override, what the one line must contain)
     ("seed=-1", "seed=-1 is invalid: must be an integer ≥ 0"),
@@ -80,29 +82,16 @@ def test_config_values_are_refused_before_anything_is_made(compose, tmp_path, ov
         pytest.skip("Box2D is installed here")
     run_dir = tmp_path / "run"
     with pytest.raises((ConfigError, CheckpointError)) as e:
-        check_run(compose([*SMOKE, override]), run_dir)
+        check_run(compose([*OFFLINE_SMOKE, override]), run_dir)
     assert line in str(e.value) and "\n" not in str(e.value), str(e.value)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_integers_may_be_written_in_float_notation(compose, tmp_path):
-    cfg = compose([*SMOKE, "total_env_steps=1e6", "rollout.batch_size=1.024e3"])
+    cfg = compose([*OFFLINE_SMOKE, "total_env_steps=1e6", "rollout.batch_size=1.024e3"])
     check_run(cfg, tmp_path / "run")
     assert cfg.total_env_steps == 1_000_000 and isinstance(cfg.total_env_steps, int)
     assert cfg.rollout.batch_size == 1024 and isinstance(cfg.rollout.batch_size, int)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, request):
-    from hydra import compose, initialize_config_dir
-
-    from helpers import CONF_DIR
-
-    d = tmp_path_factory.mktemp("finished")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["env=cartpole", "debug=smoke"])
-    run(cfg, d)
-    return d
 
 
 @pytest.mark.parametrize("args, line", [
@@ -132,11 +121,6 @@ def test_evaluate_refuses_a_corrupt_run_folder(finished_run, tmp_path, capsys):
 
 
 # -- what only the command line shows ------------------------------------------------------------------
-
-
-def _cli(module, *args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
 
 
 def _read_only_folder(tmp_path: Path) -> Path:
@@ -183,7 +167,7 @@ def test_cli_refusals_exit_2_with_one_line_and_leave_nothing(tmp_path, case, fin
     else:
         args, line = ["rollout.gamma=2"], "error: rollout.gamma=2 is invalid: must be in [0, 1]"
     flags = [a for a in args if a == "-m"]  # Hydra's flags go before the overrides
-    out = _cli("trpo_lab.train", *flags, *SMOKE, *[a for a in args if a != "-m"], cwd=cwd, env=env)
+    out = run_cli(*flags, *OFFLINE_SMOKE, *[a for a in args if a != "-m"], cwd=cwd, env=env)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith(line), out.stderr
     assert list(cwd.iterdir()) == []  # no run folder, no W&B folder, no multirun folder

@@ -1,27 +1,24 @@
 """What the training command says: where the run is, where it resumed, its progress in train.log,
 one quiet W&B line, and a `done` line with the final deterministic evaluation."""
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 from hydra.core.hydra_config import HydraConfig
 
 from trpo_lab.launch import run_metadata
 
+from helpers import SMOKE, run_cli
+
 
 def _train(*args, cwd):
     # without conftest's WANDB_SILENT / WANDB_MODE: what a user's shell has
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_SILENT", "WANDB_MODE")}
-    return subprocess.run([sys.executable, "-m", "trpo_lab.train", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env=env)
+    return run_cli(*args, cwd=cwd, env={"WANDB_SILENT": None, "WANDB_MODE": None})
 
 
 @pytest.mark.slow
 def test_the_run_says_where_it_is_what_it_did_and_how_it_ended(tmp_path):
-    args = ["env=cartpole", "debug=smoke", "logger.wandb.mode=offline", "logger.console=off"]
+    args = [*SMOKE, "logger.wandb.mode=offline", "logger.console=off"]
     out = _train(*args, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout + out.stderr

@@ -10,28 +10,18 @@ import pytest
 from trpo_lab.envs import make_vec_env
 from trpo_lab.evaluate import evaluate_policy
 from trpo_lab.run_folder import build_from_folder
-from trpo_lab.train import run
 
+from helpers import run_cli
 
-@pytest.fixture(scope="module")
-def pendulum_run(tmp_path_factory):
-    from hydra import compose, initialize_config_dir
-
-    from helpers import CONF_DIR
-
-    d = tmp_path_factory.mktemp("run")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["env=inverted_pendulum", "debug=smoke"])
-    run(cfg, d)
-    return d
+# pendulum_run (an InvertedPendulum-v5 smoke run) and finished_run (CartPole) are fixtures of tests/conftest.py
 
 
 def _evaluate(run_dir, *args, env=None):
     # cwd: MuJoCo writes MUJOCO_LOG.TXT into the working directory when a renderer fails
-    return subprocess.run([sys.executable, "-m", "trpo_lab.evaluate", str(run_dir), *args], cwd=run_dir.parent,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+    return run_cli(str(run_dir), *args, module="trpo_lab.evaluate", cwd=run_dir.parent, env=env)
 
 
+@pytest.mark.slow
 def test_cli_reports_deterministic_returns(pendulum_run):
     out = _evaluate(pendulum_run, "--episodes", "3", "--seed", "5")
     assert out.returncode == 0, out.stderr
@@ -57,6 +47,7 @@ def test_cli_reports_deterministic_returns(pendulum_run):
     np.testing.assert_allclose(report["returns"], expected)
 
 
+@pytest.mark.slow
 def test_video_without_renderer_says_why(pendulum_run):
     out = _evaluate(pendulum_run, "--episodes", "1", "--video", env={"MUJOCO_GL": "glfw", "DISPLAY": ""})
     assert out.returncode == 0
@@ -70,6 +61,7 @@ def _egl_available() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.slow
 def test_video_with_egl_writes_a_gif(pendulum_run):
     if not _egl_available():
         pytest.skip("no EGL renderer on this machine")
@@ -82,6 +74,7 @@ def test_video_with_egl_writes_a_gif(pendulum_run):
         assert im.n_frames >= 2 and im.size[0] > 0
 
 
+@pytest.mark.slow
 def test_missing_run_folder_is_a_clear_error(tmp_path):
     out = _evaluate(tmp_path / "nope")
     assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
@@ -104,21 +97,16 @@ def _pygame_installed() -> bool:
     return True
 
 
-def test_video_of_a_classic_control_env_without_pygame_says_why(tmp_path, capsys):
+def test_video_of_a_classic_control_env_without_pygame_says_why(finished_run, capsys):
     if _pygame_installed():
         pytest.skip("pygame is installed here")
-    from hydra import compose, initialize_config_dir
-
-    from helpers import CONF_DIR
     from trpo_lab.evaluate import main
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        run(compose("train", overrides=["env=cartpole", "debug=smoke"]), tmp_path)
-    assert main([str(tmp_path), "--episodes", "1", "--video", "--no-wandb"]) == 0
+    assert main([str(finished_run), "--episodes", "1", "--video", "--no-wandb"]) == 0
     err = [ln for ln in capsys.readouterr().err.splitlines() if "no video" in ln]
     assert len(err) == 1 and err[0].endswith(
         'no video: CartPole-v1 cannot render: pygame is not installed, run `pip install "gymnasium[classic-control]"`')
-    assert not (tmp_path / "video.gif").exists()
+    assert not (finished_run / "video.gif").exists()
 
 
 @pytest.mark.slow
@@ -148,6 +136,7 @@ def test_video_into_a_read_only_folder_says_why(pendulum_run, tmp_path):
     assert not (run_dir / "video.gif").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_with_a_broken_mujoco_renderer_says_why(pendulum_run):
     probe = subprocess.run([sys.executable, "-c", "import mujoco"], capture_output=True,
                            env={**os.environ, "MUJOCO_GL": "osmesa"})

@@ -11,12 +11,11 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CONF_DIR
+from helpers import CONF_DIR, SMOKE, metrics_rows, run_cli
 from hydra.errors import ConfigCompositionException
 
 from trpo_lab.config import validate
@@ -28,7 +27,6 @@ from trpo_lab.train import build_update, run
 
 ROOT = Path(CONF_DIR).parent
 PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
-TIMING = ("time/", "perf/")
 
 #: the grid of each preset, as issue #4 asks for it (seeds aside)
 EXPECTED_GRIDS = {
@@ -138,18 +136,10 @@ def test_one_job_of_each_preset_trains_at_smoke_scale(compose, tmp_path, preset)
 
 
 def _multirun(sweep_dir: Path, *overrides: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
+    env = {"WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
     if pythonpath is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), *filter(None, [env.get("PYTHONPATH")])])
-    return subprocess.run(
-        [sys.executable, "-m", "trpo_lab.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"],
-        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return run_cli("-m", *overrides, f"hydra.sweep.dir={sweep_dir}", cwd=ROOT, env=env)
 
 
 def _jobs(sweep: Path, key: str) -> dict[str, Path]:
@@ -167,7 +157,7 @@ def test_joblib_multirun_of_a_preset_reuses_workers_without_leaking_state(compos
     # 3 jobs on 2 joblib workers: one worker runs two jobs back to back. Each job must log exactly what the
     # same config logs when run alone in this process (no torch seed, threads, env or W&B state carried over).
     sweep = tmp_path / "sweep"
-    overrides = ["experiment=variants", "env=cartpole", "debug=smoke", "algo=npg,trpo_no_ls,trpo", "seed=3",
+    overrides = ["experiment=variants", *SMOKE, "algo=npg,trpo_no_ls,trpo", "seed=3",
                  "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     res = _multirun(sweep, *overrides)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -177,8 +167,8 @@ def test_joblib_multirun_of_a_preset_reuses_workers_without_leaking_state(compos
         summary = json.loads((job / "summary.json").read_text())
         assert summary["meta"]["group"] == "variants"  # the W&B group is the experiment's name
         alone = tmp_path / f"alone_{algo}"
-        run(compose(["experiment=variants", "env=cartpole", "debug=smoke", f"algo={algo}", "seed=3"]), alone)
-        assert _rows(job) == _rows(alone), algo
+        run(compose(["experiment=variants", *SMOKE, f"algo={algo}", "seed=3"]), alone)
+        assert metrics_rows(job, timing=False) == metrics_rows(alone, timing=False), algo
     sweep_summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert (sweep_summary["ok"], sweep_summary["failed"], sweep_summary["incomplete"]) == (3, 0, 0)
 
@@ -261,7 +251,7 @@ def test_the_summary_is_written_when_the_launcher_raises(tmp_path):
     plugin.mkdir(parents=True)
     (plugin / "__init__.py").write_text(RAISING_LAUNCHER)
     sweep = tmp_path / "sweep"
-    res = _multirun(sweep, "env=cartpole", "debug=smoke", "seed=0,1",
+    res = _multirun(sweep, *SMOKE, "seed=0,1",
                     "hydra.launcher._target_=hydra_plugins.raising_launcher.RaisingLauncher",
                     pythonpath=tmp_path / "plugins")
     assert res.returncode != 0 and "job 1 was cancelled" in res.stderr, res.stderr[-3000:]

@@ -7,6 +7,8 @@ from trpo_lab.evaluate import evaluate_policy
 from trpo_lab.run_folder import build_from_folder
 from trpo_lab.train import run
 
+from helpers import QUIET
+
 pytestmark = pytest.mark.learning
 
 
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.learning
     [("cartpole", 81_920, 475.0), ("inverted_pendulum", 102_400, 950.0)],
 )
 def test_trpo_solves(compose, tmp_path, env, steps, target):
-    cfg = compose([f"env={env}", f"total_env_steps={steps}", "logger.wandb.mode=disabled", "logger.console=off"])
+    cfg = compose([f"env={env}", f"total_env_steps={steps}", *QUIET])
     run(cfg, tmp_path)
     policy, norm, saved, _ = build_from_folder(tmp_path)
     envs = make_vec_env(saved["env"]["id"], 10)

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -74,20 +75,40 @@ def test_the_wheel_carries_every_config(wheel):
     assert all(f"{name} = {target}" in text for name, target in CONSOLE_SCRIPTS.items())
 
 
+def _venv_with_this_environments_packages(venv: Path) -> Path:
+    """A venv that sees no system site-packages and, after its own site-packages, the site-packages of the
+    interpreter running the tests (through a ``.pth`` file): the wheel's dependencies, whatever the system
+    Python has. A ``.pth`` line only appends its folder to ``sys.path``; the ``.pth`` files inside that
+    folder (this environment's editable install of the checkout) are not processed."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    ours = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    here = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (Path(ours) / "_tests_dependencies.pth").write_text("".join(f"{p}\n" for p in here))
+    return python
+
+
 @pytest.mark.slow
 def test_installed_wheel_trains_with_the_console_script_away_from_the_checkout(wheel, tmp_path):
     """pip install of the wheel (dependencies from this environment), then ``trpo-train debug=smoke`` and
     ``trpo-evaluate`` from a folder that is not the checkout, with nothing of the checkout on the path."""
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
-    out = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
+    python = _venv_with_this_environments_packages(venv)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # before the install, the dependencies import there and trpo_lab does not: neither the checkout nor this
+    # environment's editable install of it is reachable, so the trpo_lab used below can only be the wheel's
+    before = subprocess.run([str(python), "-c", "import hydra, torch, gymnasium, mujoco, wandb; import trpo_lab"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert before.stderr.strip().splitlines()[-1:] == ["ModuleNotFoundError: No module named 'trpo_lab'"], before
+    out = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed",
+                          str(wheel)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import trpo_lab; print(trpo_lab.CONFIG_DIR)"],
+    where = subprocess.run([str(python), "-c", "import trpo_lab; print(trpo_lab.CONFIG_DIR)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    site = str(venv / "lib")
-    assert where.stdout.strip().startswith(site) and where.stdout.strip().endswith("trpo_lab/conf"), where
+    site_dir = str(venv / "lib")
+    assert where.stdout.strip().startswith(site_dir) and where.stdout.strip().endswith("trpo_lab/conf"), where
 
     run_dir = tmp_path / "run"
     out = subprocess.run([str(venv / "bin" / "trpo-train"), "debug=smoke", "env=cartpole", f"hydra.run.dir={run_dir}"],

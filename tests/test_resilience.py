@@ -1,8 +1,6 @@
 """Faults and bad input: kills, signals, corrupt checkpoints, NaNs, unsupported spaces."""
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,20 +15,7 @@ from trpo_lab.run_folder import CheckpointError, load_checkpoint
 from trpo_lab.train import build_trainer, run
 from trpo_lab.trainer import TrainingDiverged
 
-FAST = ["env=cartpole", "rollout.num_envs=2", "rollout.batch_size=512", "critic.epochs=1",
-        "logger.wandb.mode=disabled", "logger.console=lines", "logger.console_every=1", "eval.every=0",
-        "rollout.normalizer_warmup=0"]
-
-
-def _rows(run_dir):
-    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-
-
-def _start(run_dir, *extra):
-    return subprocess.Popen(
-        [sys.executable, "-m", "trpo_lab.train", *FAST, f"hydra.run.dir={run_dir}", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+from helpers import FAST, SMOKE, metrics_rows, run_cli, start_cli
 
 
 def _wait_for_rows(proc, run_dir, n, timeout=120):
@@ -45,9 +30,10 @@ def _wait_for_rows(proc, run_dir, n, timeout=120):
     raise AssertionError("timed out waiting for metrics")
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_completes_exactly(tmp_path):
     total = 512 * 150
-    proc = _start(tmp_path, f"total_env_steps={total}", "checkpoint_every=4")
+    proc = start_cli(*FAST, f"hydra.run.dir={tmp_path}", f"total_env_steps={total}", "checkpoint_every=4")
     _wait_for_rows(proc, tmp_path, 11)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait()
@@ -56,12 +42,11 @@ def test_kill_9_then_resume_completes_exactly(tmp_path):
     assert ckpt["updates"] % 4 == 0 and ckpt["updates"] >= 8
     # rows up to the checkpoint exist before resume (update k's row is written once batch k+1 is in;
     # the checkpoint holds the pending one)
-    assert len(_rows(tmp_path)) >= ckpt["updates"] - 1 and ckpt["pending_row"]["update"] == ckpt["updates"]
+    assert len(metrics_rows(tmp_path)) >= ckpt["updates"] - 1 and ckpt["pending_row"]["update"] == ckpt["updates"]
 
-    out = subprocess.run([sys.executable, "-m", "trpo_lab.train", *FAST, f"hydra.run.dir={tmp_path}",
-                          f"total_env_steps={total}", "checkpoint_every=4"], capture_output=True, text=True, timeout=300)
+    out = run_cli(*FAST, f"hydra.run.dir={tmp_path}", f"total_env_steps={total}", "checkpoint_every=4")
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = _rows(tmp_path)
+    rows = metrics_rows(tmp_path)
     steps = [r["env_steps"] for r in rows]
     assert steps == list(range(512, total + 1, 512))  # strictly increasing, no duplicates, none missing
     assert [r["update"] for r in rows] == list(range(1, 151))
@@ -69,8 +54,9 @@ def test_kill_9_then_resume_completes_exactly(tmp_path):
     assert summary["env_steps"] == total
 
 
+@pytest.mark.slow
 def test_sigterm_writes_checkpoint_and_exits(tmp_path):
-    proc = _start(tmp_path, "total_env_steps=1000000", "checkpoint_every=0")
+    proc = start_cli(*FAST, f"hydra.run.dir={tmp_path}", "total_env_steps=1000000", "checkpoint_every=0")
     _wait_for_rows(proc, tmp_path, 3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -78,12 +64,12 @@ def test_sigterm_writes_checkpoint_and_exits(tmp_path):
     assert "SIGTERM" in err and "resume=" in err and "Traceback" not in err
     ckpt = load_checkpoint(tmp_path)
     # at a stop signal the last update's row is written with return/delta null (no batch follows it)
-    assert ckpt["updates"] == len(_rows(tmp_path)) and ckpt["env_steps"] == 512 * ckpt["updates"]
-    assert ckpt["pending_row"] is None and _rows(tmp_path)[-1]["return/delta"] is None
+    assert ckpt["updates"] == len(metrics_rows(tmp_path)) and ckpt["env_steps"] == 512 * ckpt["updates"]
+    assert ckpt["pending_row"] is None and metrics_rows(tmp_path)[-1]["return/delta"] is None
 
 
 def test_corrupt_and_truncated_checkpoints_get_clear_errors(compose, tmp_path, capsys):
-    cfg = compose(["env=cartpole", "debug=smoke"])
+    cfg = compose(SMOKE)
     run(cfg, tmp_path)
     good = (tmp_path / "checkpoint.pt").read_bytes()
 
@@ -102,14 +88,14 @@ def test_corrupt_and_truncated_checkpoints_get_clear_errors(compose, tmp_path, c
         load_checkpoint(tmp_path)
 
     # and resuming from it fails before anything is written
-    n_rows = len(_rows(tmp_path))
+    n_rows = len(metrics_rows(tmp_path))
     with pytest.raises(CheckpointError):
-        build_trainer(compose(["env=cartpole", "debug=smoke", "resume=true"]), tmp_path)
-    assert len(_rows(tmp_path)) == n_rows
+        build_trainer(compose([*SMOKE, "resume=true"]), tmp_path)
+    assert len(metrics_rows(tmp_path)) == n_rows
 
 
 def test_checkpoint_holds_no_pickled_objects(compose, tmp_path):
-    run(compose(["env=cartpole", "debug=smoke"]), tmp_path)
+    run(compose(SMOKE), tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # raises if anything needs unpickling
     for key in ("policy", "critic", "critic_optimizer", "obs_normalizer", "reward_scaler", "monotonic", "torch_rng"):
         assert key in state
@@ -117,20 +103,20 @@ def test_checkpoint_holds_no_pickled_objects(compose, tmp_path):
 
 def test_resume_rules(compose, tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        build_trainer(compose(["env=cartpole", "debug=smoke", "resume=true"]), tmp_path / "empty")
-    run(compose(["env=cartpole", "debug=smoke", "resume=false"]), tmp_path / "r")
+        build_trainer(compose([*SMOKE, "resume=true"]), tmp_path / "empty")
+    run(compose([*SMOKE, "resume=false"]), tmp_path / "r")
     with pytest.raises(ConfigError, match="already holds metrics.jsonl"):
-        build_trainer(compose(["env=cartpole", "debug=smoke", "resume=false"]), tmp_path / "r")
+        build_trainer(compose([*SMOKE, "resume=false"]), tmp_path / "r")
     # a finished run is not run again
     before = (tmp_path / "r" / "metrics.jsonl").read_text()
-    summary = run(compose(["env=cartpole", "debug=smoke"]), tmp_path / "r")
+    summary = run(compose(SMOKE), tmp_path / "r")
     assert summary["env_steps"] == 2048 and (tmp_path / "r" / "metrics.jsonl").read_text() == before
 
 
 def test_resume_extends_a_finished_run(compose, tmp_path):
-    run(compose(["env=cartpole", "debug=smoke"]), tmp_path)
-    run(compose(["env=cartpole", "debug=smoke", "total_env_steps=4096"]), tmp_path)
-    assert [r["env_steps"] for r in _rows(tmp_path)] == list(range(512, 4097, 512))
+    run(compose(SMOKE), tmp_path)
+    run(compose([*SMOKE, "total_env_steps=4096"]), tmp_path)
+    assert [r["env_steps"] for r in metrics_rows(tmp_path)] == list(range(512, 4097, 512))
 
 
 def test_nan_advantages_are_skipped_and_repeated_ones_stop_the_run(compose, tmp_path, monkeypatch):
@@ -147,12 +133,12 @@ def test_nan_advantages_are_skipped_and_repeated_ones_stop_the_run(compose, tmp_
         return batch
 
     monkeypatch.setattr(RolloutCollector, "collect", poisoned)
-    cfg = compose(["env=cartpole", "debug=smoke", "total_env_steps=20480", "checkpoint_every=1",
+    cfg = compose([*SMOKE, "total_env_steps=20480", "checkpoint_every=1",
                    "max_consecutive_skips=3"])
     with build_trainer(cfg, tmp_path) as trainer:
         with pytest.raises(TrainingDiverged, match="3 consecutive updates were skipped"):
             trainer.run_updates()
-    rows = _rows(tmp_path)
+    rows = metrics_rows(tmp_path)
     assert [r["step/skipped"] for r in rows] == [0, 0, 1, 1, 1]
     assert all("non-finite advantages" in r["step/skipped_reason"] for r in rows[2:])
     ckpt = load_checkpoint(tmp_path)
@@ -179,20 +165,20 @@ def test_unsupported_action_space_names_the_supported_ones(compose, tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, key", [("algo.line_search.backtrack_coef=0", "backtrack_coef"),
                                            ("env.id=Hopper-v9", "Hopper-v5"),
                                            ("algo.fisher.subsample=1.5", "algo.fisher.subsample")])
 def test_cli_bad_input_exit_code_and_message(tmp_path, override, key):
-    out = subprocess.run([sys.executable, "-m", "trpo_lab.train", override, f"hydra.run.dir={tmp_path}"],
-                         capture_output=True, text=True, timeout=120)
+    out = run_cli(override, f"hydra.run.dir={tmp_path}", timeout=120)
     assert out.returncode == 2 and key in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "wandb").exists() and not (tmp_path / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_rerunning_a_sweep_completes_only_unfinished_jobs(tmp_path):
-    cmd = [sys.executable, "-m", "trpo_lab.train", "-m", "seed=0,1", *FAST, "total_env_steps=2048",
-           "checkpoint_every=2", f"hydra.sweep.dir={tmp_path}"]
-    assert subprocess.run(cmd, capture_output=True, text=True, timeout=300).returncode == 0
+    args = ["-m", "seed=0,1", *FAST, "total_env_steps=2048", "checkpoint_every=2", f"hydra.sweep.dir={tmp_path}"]
+    assert run_cli(*args).returncode == 0
     finished = (tmp_path / "0" / "metrics.jsonl").read_text()
     # job 1 "died" after its checkpoint at update 2: drop its summary and the rows after the checkpoint
     (tmp_path / "1" / "summary.json").unlink()
@@ -202,7 +188,7 @@ def test_rerunning_a_sweep_completes_only_unfinished_jobs(tmp_path):
     torch.save({**state, "updates": 2, "env_steps": 1024}, tmp_path / "1" / "checkpoint.pt")
     (tmp_path / "1" / "metrics.jsonl").write_text("\n".join(rows[:3]) + "\n")  # a row past the checkpoint too
 
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = run_cli(*args)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "0" / "metrics.jsonl").read_text() == finished  # untouched
     assert [json.loads(r)["env_steps"] for r in (tmp_path / "1" / "metrics.jsonl").read_text().splitlines()] == [
@@ -210,9 +196,9 @@ def test_rerunning_a_sweep_completes_only_unfinished_jobs(tmp_path):
     assert json.loads((tmp_path / "1" / "summary.json").read_text())["env_steps"] == 2048
 
 
+@pytest.mark.slow
 def test_unknown_algo_lists_the_presets(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "trpo_lab.train", "algo=trpo2", f"hydra.run.dir={tmp_path}"],
-                         capture_output=True, text=True, timeout=120)
+    out = run_cli("algo=trpo2", f"hydra.run.dir={tmp_path}", timeout=120)
     assert out.returncode != 0
     assert "Could not find 'algo/trpo2'" in out.stderr and "trpo_no_ls" in out.stderr
 

@@ -1,10 +1,7 @@
 """Run folders: bound to the config they were started with, never shared, overwritten only on request."""
 import hashlib
-import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +10,7 @@ from omegaconf import OmegaConf
 from trpo_lab.run_folder import RunFolderError, claim_folder, config_differences
 from trpo_lab.train import run
 
-SMOKE = ["env=cartpole", "debug=smoke"]
-TIMING = ("time/", "perf/")
+from helpers import SMOKE, metrics_rows, run_cli
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -24,11 +20,6 @@ def _tree(root: Path) -> dict[str, str]:
         out.update({os.path.join(dirpath, d): "dir" for d in dirs})
         out.update({os.path.join(dirpath, f): hashlib.md5(Path(dirpath, f).read_bytes()).hexdigest() for f in files})
     return out
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
 
 
 def test_config_differences_by_hand():
@@ -67,7 +58,7 @@ def test_an_unfinished_folder_with_another_config_is_refused(compose, tmp_path):
 def test_keys_that_may_change_on_resume_are_allowed(compose, tmp_path):
     run(compose(SMOKE), tmp_path)
     summary = run(compose([*SMOKE, "total_env_steps=3072", "logger.console=off", "checkpoint_every=1"]), tmp_path)
-    assert summary["env_steps"] == 3072 and len(_rows(tmp_path)) == 6
+    assert summary["env_steps"] == 3072 and len(metrics_rows(tmp_path, timing=False)) == 6
 
 
 def test_overwrite_discards_the_old_run(compose, tmp_path):
@@ -75,7 +66,7 @@ def test_overwrite_discards_the_old_run(compose, tmp_path):
     (tmp_path / "a" / "error.txt").write_text("old failure")
     run(compose([*SMOKE, "seed=1", "resume=overwrite"]), tmp_path / "a")
     run(compose([*SMOKE, "seed=1"]), tmp_path / "b")  # the same run in a fresh folder
-    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
+    assert metrics_rows(tmp_path / "a", timing=False) == metrics_rows(tmp_path / "b", timing=False)
     assert OmegaConf.load(tmp_path / "a" / "config.yaml").seed == 1
     assert not (tmp_path / "a" / "error.txt").exists()
 
@@ -98,8 +89,7 @@ def test_default_run_folders_differ_even_within_one_second(compose):
 
 
 def _train(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "trpo_lab.train", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return run_cli(*args, cwd=cwd, timeout=600)
 
 
 @pytest.mark.slow

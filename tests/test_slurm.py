@@ -24,14 +24,12 @@ from omegaconf import OmegaConf
 from trpo_lab.run_folder import CHECKPOINT, load_checkpoint
 from trpo_lab.train import build_trainer
 
+from helpers import FAST
+
 REPO = Path(__file__).resolve().parents[1]
 START_CLUSTER = REPO / ".ci" / "start-slurm-cluster.sh"
 BATCH = 512
-RUN = [
-    "env=cartpole", "rollout.num_envs=2", f"rollout.batch_size={BATCH}", "critic.epochs=1", "eval.every=0",
-    "logger.wandb.mode=disabled", "logger.console=lines", "logger.console_every=1", "checkpoint_every=0",
-    "rollout.normalizer_warmup=0",
-]
+RUN = [*FAST, "checkpoint_every=0"]  # FAST's batches are BATCH steps
 #: one console line per update: "[     1024 steps | update     2] return ..."
 UPDATE_LINE = re.compile(r"^\[\s*(\d+) steps \| update\s+(\d+)\]", re.M)
 SIGNAL_CHECKPOINT = re.compile(r"(SIG\w+): checkpoint written at update (\d+) \((\d+) env steps\)")
@@ -171,6 +169,7 @@ def _assert_resumed_at_signal(sweep: Path, job: str, total: int, signal_name: st
 
 
 # -- without a cluster -----------------------------------------------------------------------------------
+@pytest.mark.slow  # signals this process (os.kill)
 def test_sigusr2_checkpoints_after_the_update_in_flight_then_hands_over_to_the_previous_handler(compose, tmp_path):
     """submitit installs a USR2 handler that calls checkpoint(), requeues and exits; the trainer's own handler
     must let the update in flight finish, write the checkpoint, and only then run submitit's."""
@@ -202,6 +201,7 @@ def test_sigusr2_checkpoints_after_the_update_in_flight_then_hands_over_to_the_p
     assert [r["env_steps"] for r in _rows(tmp_path)] == [BATCH, 2 * BATCH, 3 * BATCH]
 
 
+@pytest.mark.slow
 def test_task_function_is_pickled_by_reference(tmp_path):
     """``python -m trpo_lab.train`` runs the module as ``__main__``; a launcher pickles the task function, and
     cloudpickle pickles ``__main__``'s functions by value (a requeued job would run the code as submitted).

@@ -10,7 +10,7 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
-from helpers import config_for, return_rows, write_run
+from helpers import config_for, return_rows, run_cli, write_run
 
 from trpo_lab.sweep import SweepSummary, write_sweep_summary
 
@@ -103,10 +103,10 @@ def test_a_sweep_with_a_job_that_is_not_ok_exits_1_after_writing_its_summary(tmp
 @pytest.mark.slow
 def test_the_summary_cli_rewrites_the_summary(tmp_path):
     write_run(tmp_path / "sweep" / "0", ["seed=0"], return_rows([1.0, 7.5]), summary={"env_steps": 2000, "final_return": 7.5})
-    res = subprocess.run([sys.executable, "-m", "trpo_lab.sweep", str(tmp_path / "sweep")], capture_output=True, text=True)
+    res = run_cli(str(tmp_path / "sweep"), module="trpo_lab.sweep")
     assert res.returncode == 0 and "1 jobs — 1 ok, 0 failed, 0 mismatch, 0 incomplete" in res.stdout
     assert json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())["jobs"][0]["final_return"] == 7.5
-    res = subprocess.run([sys.executable, "-m", "trpo_lab.sweep", str(tmp_path / "none")], capture_output=True, text=True)
+    res = run_cli(str(tmp_path / "none"), module="trpo_lab.sweep")
     assert res.returncode == 1 and res.stderr.strip() == f"error: no run folders under {tmp_path / 'none'}"
 
 

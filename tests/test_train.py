@@ -1,8 +1,5 @@
 """End-to-end: every variant trains a few updates through the real entry point's builder."""
-import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,11 +7,7 @@ import torch
 from trpo_lab.config import ConfigError
 from trpo_lab.train import build_trainer, run
 
-TIMING = ("time/", "perf/")
-
-
-def _rows(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+from helpers import SMOKE, metrics_rows, run_cli
 
 
 @pytest.mark.parametrize("algo", ["npg", "trpo_no_ls", "trpo"])
@@ -22,7 +15,7 @@ def _rows(run_dir):
 def test_each_variant_runs_end_to_end(compose, tmp_path, algo, env):
     cfg = compose([f"algo={algo}", f"env={env}", "debug=smoke"])
     summary = run(cfg, tmp_path)
-    rows = _rows(tmp_path)
+    rows = metrics_rows(tmp_path)
     assert len(rows) == 4 and [r["env_steps"] for r in rows] == [512, 1024, 1536, 2048]
     assert summary["env_steps"] == 2048
     for r in rows:
@@ -37,8 +30,8 @@ def test_each_variant_runs_end_to_end(compose, tmp_path, algo, env):
 def test_metrics_keys_are_identical_across_variants(compose, tmp_path):
     keys = []
     for algo in ("npg", "trpo_no_ls", "trpo"):
-        run(compose([f"algo={algo}", "env=cartpole", "debug=smoke"]), tmp_path / algo)
-        keys.append({k for r in _rows(tmp_path / algo) for k in r})
+        run(compose([f"algo={algo}", *SMOKE]), tmp_path / algo)
+        keys.append({k for r in metrics_rows(tmp_path / algo) for k in r})
     assert keys[0] == keys[1] == keys[2]
     for k in ("env_steps", "return/mean", "step/kl_mean", "step/kl_max", "step/surrogate_expected",
               "step/surrogate_actual", "line_search/backtracks", "line_search/accepted", "cg/residual",
@@ -51,10 +44,9 @@ def test_same_seed_same_metrics(compose, tmp_path):
     cfg = compose(["env=pendulum", "debug=smoke", "seed=7"])
     run(cfg, tmp_path / "a")
     run(cfg, tmp_path / "b")
-    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]  # noqa: E731
-    assert strip(_rows(tmp_path / "a")) == strip(_rows(tmp_path / "b"))
+    assert metrics_rows(tmp_path / "a", timing=False) == metrics_rows(tmp_path / "b", timing=False)
     run(compose(["env=pendulum", "debug=smoke", "seed=8"]), tmp_path / "c")
-    assert strip(_rows(tmp_path / "a")) != strip(_rows(tmp_path / "c"))
+    assert metrics_rows(tmp_path / "a", timing=False) != metrics_rows(tmp_path / "c", timing=False)
 
 
 @pytest.mark.parametrize(
@@ -82,10 +74,8 @@ def test_unknown_env_lists_close_matches(compose, tmp_path):
         build_trainer(compose(["env.id=Hoper-v5"]), tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_exits_nonzero_with_one_line_error(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "trpo_lab.train", "algo.max_kl=-1", f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, timeout=120,
-    )
+    out = run_cli("algo.max_kl=-1", f"hydra.run.dir={tmp_path}", timeout=120)
     assert out.returncode == 2
     assert "algo.max_kl=-1" in out.stderr and "Traceback" not in out.stderr
