@@ -102,24 +102,6 @@ def processes_refused(test_file: Path, nodeid: str) -> Iterator[None]:
     finally:
         for owner, name, real in saved:
             setattr(owner, name, real)
-    """obs = [steps taken in this episode]; reward = that count + 1; terminates after ``term_at`` steps."""
-
-    def __init__(self, term_at: int | None = None):
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self.term_at = term_at
-        self.t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0], np.float32), {}
-
-    def step(self, action):
-        reward = float(self.t + 1)
-        self.t += 1
-        terminated = self.term_at is not None and self.t >= self.term_at
-        return np.array([float(self.t)], np.float32), reward, terminated, False, {}
 
 
 class CountingEnv(gym.Env):
