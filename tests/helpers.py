@@ -8,6 +8,7 @@ import multiprocessing.process
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -263,3 +264,28 @@ def return_rows(returns: list[float | None], batch: int = 1000, **columns: list)
         row.update({k: v[i] for k, v in columns.items()})
         rows.append(row)
     return rows
+
+
+# -- resume identity ---------------------------------------------------------------------------------------------
+def assert_same_run(run_dir: Path | str, reference: Path | str) -> None:
+    """``run_dir`` holds the run of ``reference``: every metrics.jsonl value but the TIMING keys, row for row, and
+    the final deterministic evaluation (summary.json)."""
+    rows, expected = metrics_rows(run_dir, timing=False), metrics_rows(reference, timing=False)
+    assert [r["update"] for r in rows] == [r["update"] for r in expected]
+    for got, want in zip(rows, expected):
+        differing = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+        assert not differing, f"update {want['update']}: {[(k, got.get(k), want.get(k)) for k in differing[:5]]}"
+    final = [json.loads((Path(d) / "summary.json").read_text())["final_eval"] for d in (run_dir, reference)]
+    assert final[0] == final[1]
+
+
+def wait_for_rows(proc: subprocess.Popen, run_dir: Path | str, n: int, timeout: float = 180) -> None:
+    """Wait until ``run_dir/metrics.jsonl`` holds ``n`` rows; fail if ``proc`` ends first."""
+    path, end = Path(run_dir) / "metrics.jsonl", time.time() + timeout
+    while time.time() < end:
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not reach {n} rows within {timeout} s")

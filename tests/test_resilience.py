@@ -15,26 +15,14 @@ from trpo_lab.run_folder import CheckpointError, load_checkpoint
 from trpo_lab.train import build_trainer, run
 from trpo_lab.trainer import TrainingDiverged
 
-from helpers import FAST, SMOKE, metrics_rows, run_cli, start_cli
-
-
-def _wait_for_rows(proc, run_dir, n, timeout=120):
-    path = Path(run_dir) / "metrics.jsonl"
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if path.exists() and len(path.read_text().splitlines()) >= n:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"training ended early: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for metrics")
+from helpers import FAST, SMOKE, metrics_rows, run_cli, start_cli, wait_for_rows
 
 
 @pytest.mark.slow
 def test_kill_9_then_resume_completes_exactly(tmp_path):
     total = 512 * 150
     proc = start_cli(*FAST, f"hydra.run.dir={tmp_path}", f"total_env_steps={total}", "checkpoint_every=4")
-    _wait_for_rows(proc, tmp_path, 11)
+    wait_for_rows(proc, tmp_path, 11)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -57,15 +45,16 @@ def test_kill_9_then_resume_completes_exactly(tmp_path):
 @pytest.mark.slow
 def test_sigterm_writes_checkpoint_and_exits(tmp_path):
     proc = start_cli(*FAST, f"hydra.run.dir={tmp_path}", "total_env_steps=1000000", "checkpoint_every=0")
-    _wait_for_rows(proc, tmp_path, 3)
+    wait_for_rows(proc, tmp_path, 3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
     assert "SIGTERM" in err and "resume=" in err and "Traceback" not in err
     ckpt = load_checkpoint(tmp_path)
-    # at a stop signal the last update's row is written with return/delta null (no batch follows it)
+    # at a stop signal the last update's row is written provisionally, with return/delta null (no batch followed
+    # it yet), and the checkpoint keeps it pending, so that a resumed run completes it
     assert ckpt["updates"] == len(metrics_rows(tmp_path)) and ckpt["env_steps"] == 512 * ckpt["updates"]
-    assert ckpt["pending_row"] is None and metrics_rows(tmp_path)[-1]["return/delta"] is None
+    assert ckpt["pending_row"]["update"] == ckpt["updates"] and metrics_rows(tmp_path)[-1]["return/delta"] is None
 
 
 def test_corrupt_and_truncated_checkpoints_get_clear_errors(compose, tmp_path, capsys):

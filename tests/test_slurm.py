@@ -1,7 +1,8 @@
 """Slurm through Hydra's submitit launcher (conf/hydra/launcher/slurm.yaml), on a real single-node cluster
 started by .ci/start-slurm-cluster.sh: a 2-job multirun, a requeue, a preemption and a time limit. The last
 three must resume from the checkpoint written at the signal (SIGTERM, or submitit's SIGUSR2): every update
-runs exactly once over all attempts. Plus, without a cluster: the SIGUSR2 hand-over to submitit's handler.
+runs exactly once over all attempts, and the run equals the same config run here without interruption, row
+for row (all but time/perf) and in its final evaluation. Plus, without a cluster: the SIGUSR2 hand-over to submitit's handler.
 
 The runs use ``checkpoint_every=0`` (a checkpoint only at the end and at a signal), so a resumed attempt that
 starts past update 0 can only have started from a checkpoint written at the signal.
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from omegaconf import OmegaConf
@@ -24,7 +26,7 @@ from omegaconf import OmegaConf
 from trpo_lab.run_folder import CHECKPOINT, load_checkpoint
 from trpo_lab.train import build_trainer
 
-from helpers import FAST
+from helpers import FAST, QUIET, assert_same_run, start_cli
 
 REPO = Path(__file__).resolve().parents[1]
 START_CLUSTER = REPO / ".ci" / "start-slurm-cluster.sh"
@@ -130,8 +132,23 @@ def _signal_checkpoints(run_dir: Path) -> list[tuple[str, int, int]]:
     return [(name, int(u), int(s)) for name, u, s in SIGNAL_CHECKPOINT.findall(text)]
 
 
-def _assert_resumed_at_signal(sweep: Path, job: str, total: int, signal_name: str) -> list[int]:
-    """Every update ran exactly once over all attempts, and each resume started at a signal's checkpoint.
+def _straight(run_dir: Path, total: int) -> Callable[[], Path]:
+    """Start the same config here, straight through and never interrupted (what the interrupted job must equal),
+    beside the Slurm job; the returned call waits for it and gives its run folder."""
+    proc = start_cli(*RUN, *QUIET, f"total_env_steps={total}", f"hydra.run.dir={run_dir}")
+
+    def finished() -> Path:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+        return run_dir
+
+    return finished
+
+
+def _assert_resumed_at_signal(sweep: Path, job: str, total: int, signal_name: str,
+                              straight: Callable[[], Path]) -> list[int]:
+    """Every update ran exactly once over all attempts, each resume started at a signal's checkpoint, and the
+    run is the uninterrupted one (``straight``): every metrics.jsonl value but time/perf, and the final evaluation.
 
     Returns the update counts of the checkpoints written at the signal."""
     run_dir = sweep / "0"
@@ -146,9 +163,14 @@ def _assert_resumed_at_signal(sweep: Path, job: str, total: int, signal_name: st
                  [(name, int(u), int(s)) for name, u, s in SIGNAL_CHECKPOINT.findall(chunk)])
                 for chunk in log_out.split("Starting with JobEnvironment")[1:]]
     done: list[int] = []
+    provisional = False  # the last attempt that printed rows stopped at a signal: its last row was provisional
     for i, (updates, at_signal) in enumerate(attempts):
-        assert updates == list(range(len(done) + 1, len(done) + 1 + len(updates))), (i, attempts)
-        done += updates
+        # a row written at a signal has return/delta null (no batch followed yet); the next attempt that runs
+        # prints that update again, completed, then goes on
+        first = done[-1] if provisional and updates else len(done) + 1
+        assert updates == list(range(first, first + len(updates))), (i, attempts)
+        done = done[: first - 1] + updates
+        provisional = bool(at_signal) if updates else provisional
         if i < len(attempts) - 1 and updates:  # interrupted after some updates: checkpoint at the signal, after them
             assert [(name, u, s) for name, u, s in at_signal] == [(signal_name, done[-1], done[-1] * BATCH)], (i, attempts)
         assert all(u == len(done) for _, u, _ in at_signal)  # never a checkpoint behind the last update
@@ -160,6 +182,7 @@ def _assert_resumed_at_signal(sweep: Path, job: str, total: int, signal_name: st
     at_signal = [c for _, cs in attempts for c in cs]
     assert at_signal == _signal_checkpoints(run_dir)  # the run's own log (train.log) says the same
     assert load_checkpoint(run_dir / CHECKPOINT)["updates"] == total // BATCH
+    assert_same_run(run_dir, straight())
     updates = [u for _, u, _ in at_signal]
     print(f"\n{signal_name} job {job}: attempts ran updates "
           f"{', '.join(f'{a[0][0]}..{a[0][-1]}' if a[0] else '(none)' for a in attempts)}; checkpoints at the "
@@ -249,17 +272,19 @@ def test_two_job_multirun_through_the_slurm_launcher(slurm, tmp_path):
 @pytest.mark.slow
 def test_requeued_job_resumes_from_the_checkpoint_written_at_sigterm(slurm, tmp_path):
     sweep, total = tmp_path / "sweep", 120 * BATCH
+    straight = _straight(tmp_path / "straight", total)
     proc = _launch(sweep, f"total_env_steps={total}")
     job = _job_id(sweep)
     _wait_for_rows(proc, sweep / "0", 5)
     subprocess.run(["scontrol", "requeue", job], check=True)
     _finish(proc, timeout=300)
-    assert _assert_resumed_at_signal(sweep, job, total, "SIGTERM")
+    assert _assert_resumed_at_signal(sweep, job, total, "SIGTERM", straight)
 
 
 @pytest.mark.slow
 def test_preempted_job_resumes_from_the_checkpoint_written_at_sigusr2(slurm, tmp_path):
     sweep, total = tmp_path / "sweep", 120 * BATCH
+    straight = _straight(tmp_path / "straight", total)
     proc = _launch(sweep, f"total_env_steps={total}", "hydra.launcher.partition=low")
     job = _job_id(sweep)
     _wait_for_rows(proc, sweep / "0", 5)
@@ -267,25 +292,28 @@ def test_preempted_job_resumes_from_the_checkpoint_written_at_sigusr2(slurm, tmp
     high = subprocess.run(["sbatch", "--parsable", "-p", "high", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 3"],
                           capture_output=True, text=True, check=True).stdout.strip()
     _finish(proc, timeout=300)
-    assert _assert_resumed_at_signal(sweep, job, total, "SIGUSR2")
+    assert _assert_resumed_at_signal(sweep, job, total, "SIGUSR2", straight)
     assert "this job is preempted" in _job_log(sweep, job)  # submitit's USR2 handler ran (after ours)
     assert _settled(high) == f"{high}|COMPLETED"
 
 
 @pytest.mark.slow
 def test_job_at_its_time_limit_resumes_from_the_checkpoint_written_at_sigusr2(slurm, tmp_path):
-    # Limit 1 min; USR2 comes signal_delay_s (30 s) before it, or up to a minute earlier (Slurm checks limits
-    # periodically). The run is long enough that the first attempt cannot finish before the signal; once an
-    # attempt has resumed, the limit is lifted so that the test ends.
-    sweep, total = tmp_path / "sweep", 1200 * BATCH
-    proc = _launch(sweep, f"total_env_steps={total}", "hydra.launcher.timeout_min=1")
+    # Limit 2 min; USR2 comes signal_delay_s (30 s) before it, or up to a minute earlier (Slurm's resolution of
+    # time events), so 30-90 s after the start: never while submitit is still starting (a 1-min limit let it come
+    # 2 s in, before any handler was installed, and the job died of it). The run is long enough that the first
+    # attempt cannot finish before the signal (about 15 updates/s here); once an attempt has resumed, the limit is
+    # lifted so that the test ends.
+    sweep, total = tmp_path / "sweep", 2400 * BATCH
+    straight = _straight(tmp_path / "straight", total)
+    proc = _launch(sweep, f"total_env_steps={total}", "hydra.launcher.timeout_min=2")
     job = _job_id(sweep)
-    end = time.time() + 240
+    end = time.time() + 300
     while not (_signal_checkpoints(sweep / "0") and len(_rows(sweep / "0")) > _signal_checkpoints(sweep / "0")[0][1]):
         assert proc.poll() is None and time.time() < end, _job_log(sweep, job)[-3000:]
         time.sleep(0.5)  # until an attempt has resumed from the first checkpoint at the signal
     subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=30"], check=True)
     _finish(proc, timeout=600)
-    assert _assert_resumed_at_signal(sweep, job, total, "SIGUSR2")
+    assert _assert_resumed_at_signal(sweep, job, total, "SIGUSR2", straight)
     log_out = _job_log(sweep, job)
     assert "this job is timed-out" in log_out and "Requeued job" in log_out, log_out[-3000:]

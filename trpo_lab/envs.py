@@ -10,7 +10,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import batch_space
 
-from trpo_lab.snapshots import restore, snapshot
+from trpo_lab.snapshots import SnapshotError, UnsupportedSnapshot, restore, snapshot
 
 VECTOR_BACKENDS = ("inprocess", "gymnasium")
 
@@ -218,6 +218,29 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
         for env in self.envs:
             env.close()
 
+
+
+def snapshot_vector_env(envs: gym.vector.VectorEnv) -> list[dict[str, Any]]:
+    """The snapshot (:func:`~trpo_lab.snapshots.snapshot`) of every sub-env of ``envs``, for resume.
+
+    Both backends (:class:`InProcessVectorEnv`, gymnasium's ``SyncVectorEnv``) keep their sub-envs in
+    ``envs.envs`` and, in SAME_STEP autoreset mode, nothing else between steps that the next step reads (an
+    episode that ended was reset within its step), so these snapshots and the last observations are the
+    vector env's whole state. Raises :class:`~trpo_lab.snapshots.SnapshotError` otherwise."""
+    subs = getattr(envs, "envs", None)
+    mode = getattr(envs, "autoreset_mode", envs.metadata.get("autoreset_mode"))
+    if subs is None or mode != AutoresetMode.SAME_STEP:
+        raise UnsupportedSnapshot(
+            f"{type(envs).__name__} cannot be snapshotted: it needs its sub-envs in .envs and SAME_STEP autoreset")
+    return [snapshot(e) for e in subs]
+
+
+def restore_vector_env(envs: gym.vector.VectorEnv, snaps: Sequence[dict[str, Any]]) -> None:
+    """Put every sub-env of ``envs`` into the state of :func:`snapshot_vector_env`'s ``snaps``."""
+    if len(snaps) != envs.num_envs:
+        raise SnapshotError(f"a snapshot of {len(snaps)} envs cannot be restored into {envs.num_envs} envs")
+    for env, snap in zip(envs.envs, snaps):
+        restore(env, snap)
 
 class RunningMeanStd:
     """Running mean and variance over a stream of batches (parallel-merge formula, Chan et al.)."""

@@ -11,13 +11,13 @@ reward scaling, episode statistics and advantages are computed once per batch af
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from trpo_lab.envs import ObservationNormalizer, RewardScaler
+from trpo_lab.envs import ObservationNormalizer, RewardScaler, restore_vector_env, snapshot_vector_env
 from trpo_lab.nn import NumpyMLP
 from trpo_lab.policies import Policy, ValueFunction, policy_mlp
 
@@ -260,10 +260,30 @@ class RolloutCollector:
         return truncated_final
 
     def reset(self, seed: int) -> None:
-        """Reseed and reset every env, dropping the episodes in progress (used when resuming)."""
+        """Reseed and reset every env, dropping the episodes in progress (a resume without env snapshots)."""
         self.raw_obs, _ = self.envs.reset(seed=seed)
         self.ep_return[:] = 0.0
         self.ep_length[:] = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """What decides the next batch besides the policy, critic, normalisers and torch's RNG: every env's
+        snapshot mid-episode (:func:`~trpo_lab.envs.snapshot_vector_env`), the observations the next
+        actions act on, and the returns and lengths of the episodes in progress. Raises
+        :class:`~trpo_lab.snapshots.SnapshotError` if an env cannot be snapshotted."""
+        return {
+            "envs": snapshot_vector_env(self.envs),
+            "raw_obs": torch.from_numpy(np.array(self.raw_obs)),
+            "ep_return": torch.from_numpy(self.ep_return.copy()),
+            "ep_length": torch.from_numpy(self.ep_length.copy()),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where :meth:`state_dict` was taken: the next batch is the one the run would have
+        collected (bitwise, on the same machine and software stack)."""
+        restore_vector_env(self.envs, state["envs"])
+        self.raw_obs = state["raw_obs"].numpy().copy()
+        self.ep_return = state["ep_return"].numpy().copy()
+        self.ep_length = state["ep_length"].numpy().copy()
 
     def _episode_stats(self, dones: np.ndarray) -> tuple[list[float], list[int]]:
         """Returns and lengths of the episodes that ended in this batch, in time order.

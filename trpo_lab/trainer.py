@@ -8,8 +8,9 @@ them and the sinks whatever happens.
 
 Attribution: every number on update k's row measures update k. The row is written once batch k+1
 has been collected, so that ``return/delta`` = return(batch k+1) − return(batch k); the row of the
-last update, and of an update after which a stop signal arrived, has ``return/delta`` null (no batch
-follows it); a periodic checkpoint holds the pending row, so a resumed run completes it.
+last update has ``return/delta`` null (no batch follows it). A checkpoint holds the pending row, so a
+resumed run completes it; at a stop signal the row is also written provisionally, with ``return/delta``
+null, and a resume replaces it with the complete row (metrics.jsonl is cut back to the checkpoint).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy
 from trpo_lab.rollout import RolloutCollector
 from trpo_lab.schedule import Checkpoints, Scheduled, UpdateDone
+from trpo_lab.snapshots import SnapshotError
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +60,12 @@ class Sinks:
     console: ConsoleProgress
     wandb: WandbSink | None = None
 
-    def log(self, row: dict[str, Any], new_steps: int) -> None:
+    def log(self, row: dict[str, Any], new_steps: int, provisional: bool = False) -> None:
+        """Write ``row`` to every sink; a ``provisional`` row (see :meth:`Trainer._checkpoint_at_signal`) skips
+        W&B, whose history cannot take the row again when a resumed run completes it."""
         self.jsonl.log(row)
         self.console.log(row, new_steps)
-        if self.wandb is not None:
+        if self.wandb is not None and not provisional:
             self.wandb.log(row)
 
     def close(self) -> None:
@@ -122,6 +126,7 @@ class Trainer:
     pending_row: dict[str, Any] | None = None  # update k's row, written once batch k+1 gives its return/delta
     _logged_steps: int = 0  # env_steps of the last row written (console progress)
     _stop_signal: int | None = None
+    _warned_snapshot: bool = False
 
     def __post_init__(self) -> None:
         for k in ("rollout", "update", "critic", *(p.name for p in self.measurements)):
@@ -155,7 +160,6 @@ class Trainer:
                 self.env_steps += self.collector.warm_up(self.normalizer_warmup)
             while self.env_steps < self.total_env_steps:
                 if self._stop_signal is not None:
-                    self._write_pending(math.nan)  # no batch follows before the stop: return/delta unknown
                     self._checkpoint_at_signal(self._stop_signal, previous)
                     raise TrainingInterrupted(self._stop_signal, self.env_steps)
                 self._one_update()
@@ -234,14 +238,14 @@ class Trainer:
         """The updates whose rows are in ``metrics.jsonl`` (all but the pending one)."""
         return self.updates - (self.pending_row is not None)
 
-    def _write_pending(self, return_after: float) -> None:
+    def _write_pending(self, return_after: float, provisional: bool = False) -> None:
         """Complete the pending row (update k) with the return of batch k+1 (NaN: none) and write it."""
         row, self.pending_row = self.pending_row, None
         if row is None:
             return
         row.update(self.monotonic.record_returns(row["return/mean"], return_after))
         assert self.sinks is not None
-        self.sinks.log(row, row["env_steps"] - self._logged_steps)
+        self.sinks.log(row, row["env_steps"] - self._logged_steps, provisional)
         self._logged_steps = row["env_steps"]
 
     # -- signals -------------------------------------------------------------------------------------
@@ -263,8 +267,8 @@ class Trainer:
         return previous
 
     def _checkpoint_at_signal(self, signum: int, previous: dict[int, Any]) -> None:
-        """Write the checkpoint (the update in flight has finished); at a SIGUSR2, then run the handler
-        that was there before ours.
+        """Write the checkpoint (the update in flight has finished) and the pending row, provisionally; at a
+        SIGUSR2, then run the handler that was there before ours.
 
         Under submitit that is its ``checkpoint_and_try_requeue``: it calls the launcher's
         ``checkpoint()``, requeues the job (``scontrol requeue``) and exits; the requeued job resumes from
@@ -272,7 +276,9 @@ class Trainer:
         the SIGTERM that the requeue sends reaches submitit's own handler. Without a previous Python
         handler (a plain run), or if it returns, the run stops as on SIGTERM.
         """
-        self.save_checkpoint()
+        self.save_checkpoint()  # row k still pending in it: a resumed run completes it with batch k+1's return
+        # until then metrics.jsonl shows row k with return/delta null; a resume cuts it and writes it complete
+        self._write_pending(math.nan, provisional=True)
         log.warning(
             "%s: checkpoint written at update %d (%d env steps)",
             signal.Signals(signum).name, self.updates, self.env_steps,
@@ -336,11 +342,25 @@ class Trainer:
         })
         for piece in (*self.measurements, self.checkpoints):
             state.update(piece.state_dict())
+        state["collector"] = self._collector_state()
         return state
 
+    def _collector_state(self) -> dict[str, Any] | None:
+        """The envs' snapshots and the episodes in progress; None (and one warning) if an env cannot be snapshotted."""
+        try:
+            return self.collector.state_dict()
+        except SnapshotError as e:
+            if not self._warned_snapshot:
+                log.warning("checkpoints hold no env state (%s): a resumed run will reseed its envs", e)
+                self._warned_snapshot = True
+            return None
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint. The envs are reseeded with (seed, updates): env-internal state
-        is not restored, so a resumed run is reproducible but not bit-identical to an uninterrupted one."""
+        """Continue from a checkpoint: the run goes on as if it had never stopped (every metrics.jsonl value
+        but ``time/*`` and ``perf/*``, on the same machine and software stack), its envs restored mid-episode
+        from their snapshots. A checkpoint without env state (an env that cannot be snapshotted, or one
+        written before snapshots existed) reseeds the envs with (seed, updates) instead, with one warning:
+        reproducible, but not the uninterrupted run."""
         for k, c in self._components().items():
             c.load_state_dict(state[k])
         for piece in (*self.measurements, self.checkpoints):
@@ -353,7 +373,12 @@ class Trainer:
         self._logged_steps = self.env_steps
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
-        self.collector.reset(seed=self.seed + 1_000_003 * self.updates)
+        if state.get("collector") is not None:
+            self.collector.load_state_dict(state["collector"])
+        else:
+            log.warning("the checkpoint holds no env state: envs reseeded, so this resumed run is reproducible "
+                        "but not bit-identical to an uninterrupted one")
+            self.collector.reset(seed=self.seed + 1_000_003 * self.updates)
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoint.pt`` atomically (temp file, then rename)."""
