@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import yaml
 
-from trpo_lab.snapshots import restore, snapshot
+from trpo_lab.snapshots import random_actions, restore, snapshot, step_trace
 
 CONF_ENV = Path(__file__).resolve().parents[1] / "trpo_lab" / "conf" / "env"
 
@@ -35,23 +35,6 @@ CONF_ENV = Path(__file__).resolve().parents[1] / "trpo_lab" / "conf" / "env"
 def env_ids() -> list[str]:
     folder = CONF_ENV if CONF_ENV.exists() else Path(__file__).resolve().parents[1] / "conf" / "env"
     return sorted(yaml.safe_load(p.read_text())["env"]["id"] for p in folder.glob("*.yaml"))
-
-
-def actions(space: gym.Space, n: int, seed: int) -> list:
-    rng = np.random.default_rng(seed)
-    if isinstance(space, gym.spaces.Discrete):
-        return [int(a) for a in rng.integers(space.n, size=n)]
-    return [rng.uniform(space.low, space.high).astype(space.dtype) for _ in range(n)]
-
-
-def trajectory(env: gym.Env, acts: list) -> list[tuple]:
-    out = []
-    for a in acts:
-        obs, reward, terminated, truncated, _ = env.step(a)
-        out.append((np.asarray(obs).tobytes(), np.float64(reward).tobytes(), bool(terminated), bool(truncated)))
-        if terminated or truncated:
-            out.append(np.asarray(env.reset()[0]).tobytes())
-    return out
 
 
 def integration_only(env: gym.Env, snap: dict, state: np.ndarray | None) -> None:
@@ -86,7 +69,7 @@ def main() -> None:
     for env_id in env_ids():
         env = gym.make(env_id, max_episode_steps=args.time_limit)
         env.reset(seed=0)
-        trajectory(env, actions(env.action_space, args.steps, seed=1))
+        step_trace(env, random_actions(env.action_space, args.steps, seed=1))
         buf = io.BytesIO()
         torch.save(snapshot(env), buf)
         nbytes = buf.tell()
@@ -100,17 +83,17 @@ def main() -> None:
             u = env.unwrapped
             state = np.empty(mujoco.mj_stateSize(u.model, mujoco.mjtState.mjSTATE_INTEGRATION))
             mujoco.mj_getState(u.model, u.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
-        acts = actions(env.action_space, args.steps, seed=2)
-        original = trajectory(env, acts)
+        acts = random_actions(env.action_space, args.steps, seed=2)
+        original = step_trace(env, acts)
         restore(env, snap)
-        same = trajectory(env, acts) == original
+        same = step_trace(env, acts) == original
         fresh = gym.make(env_id, max_episode_steps=args.time_limit)
         restore(fresh, snap)
-        fresh_ok = trajectory(fresh, acts) == original
+        fresh_ok = step_trace(fresh, acts) == original
         alt = "n/a"
         if state is not None:
             integration_only(env, snap, state)
-            alt = "exact" if trajectory(env, acts) == original else "DIVERGES"
+            alt = "exact" if step_trace(env, acts) == original else "DIVERGES"
         ends = sum(1 for x in original if isinstance(x, bytes))
         t_snap = median_us(lambda: snapshot(env), args.repeats)
         t_restore = median_us(lambda: restore(env, snap), args.repeats)

@@ -18,7 +18,9 @@ import yaml
 
 from helpers import CONF_DIR
 from trpo_lab.envs import make_vec_env
-from trpo_lab.snapshots import SnapshotError, UnsupportedSnapshot, env_layers, restore, snapshot
+from trpo_lab.snapshots import (
+    SnapshotError, UnsupportedSnapshot, env_layers, random_actions, restore, snapshot, step_trace,
+)
 
 ENV_IDS = sorted(yaml.safe_load(p.read_text())["env"]["id"] for p in Path(CONF_DIR, "env").glob("*.yaml"))
 TIME_LIMIT = 50  # short, so that the 200 recorded steps cross several episode ends
@@ -34,25 +36,6 @@ def make(env_id: str, **kwargs) -> gym.Env:
         return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as e:
         pytest.skip(f"{env_id}: {e}")
-
-
-def actions(space: gym.Space, n: int, seed: int) -> list:
-    rng = np.random.default_rng(seed)
-    if isinstance(space, gym.spaces.Discrete):
-        return [int(a) for a in rng.integers(space.n, size=n)]
-    return [rng.uniform(space.low, space.high).astype(space.dtype) for _ in range(n)]
-
-
-def trajectory(env: gym.Env, acts: list) -> list[tuple]:
-    """(obs bytes, reward bytes, terminated, truncated) per step, resetting (unseeded) after an episode's end."""
-    out = []
-    for a in acts:
-        obs, reward, terminated, truncated, _ = env.step(a)
-        out.append((np.asarray(obs).tobytes(), np.float64(reward).tobytes(), bool(terminated), bool(truncated)))
-        if terminated or truncated:
-            obs, _ = env.reset()
-            out.append(("reset", np.asarray(obs).tobytes()))
-    return out
 
 
 def weights_only_round_trip(obj):
@@ -83,7 +66,7 @@ def test_every_shipped_task_is_covered():
 def test_restore_then_200_steps_is_bitwise_the_original(env_id):
     env = make(env_id, max_episode_steps=TIME_LIMIT)
     env.reset(seed=3)
-    for a in actions(env.action_space, K, seed=1):
+    for a in random_actions(env.action_space, K, seed=1):
         _, _, terminated, truncated, _ = env.step(a)
         if terminated or truncated:
             env.reset()
@@ -91,19 +74,19 @@ def test_restore_then_200_steps_is_bitwise_the_original(env_id):
     sim_state = integration_state(env)
     snap = weights_only_round_trip(snapshot(env))
 
-    acts = actions(env.action_space, 200, seed=2)
-    original = trajectory(env, acts)
+    acts = random_actions(env.action_space, 200, seed=2)
+    original = step_trace(env, acts)
     assert sum(1 for step in original if step[0] == "reset") >= 1, "the 200 steps must cross an autoreset"
 
     restore(env, snap)  # the same env, 200 steps and several episodes later
-    assert trajectory(env, acts) == original
+    assert step_trace(env, acts) == original
 
     fresh = make(env_id, max_episode_steps=TIME_LIMIT)  # never reset: no np_random, no episode yet
     restore(fresh, snap)
     assert fresh.unwrapped.np_random.bit_generator.state == rng_state  # PCG64's 128-bit ints survive weights_only
     if sim_state is not None:
         np.testing.assert_array_equal(integration_state(fresh), sim_state)
-    assert trajectory(fresh, acts) == original
+    assert step_trace(fresh, acts) == original
 
 
 def test_snapshot_holds_plain_data_only():
@@ -128,13 +111,13 @@ def test_vector_env_state_dict_resumes_mid_episode(env_id):
     vec = make_vec_env(env_id, 3, kwargs)
     vec.reset(seed=0)
     space = vec.single_action_space
-    for row in zip(*(actions(space, 20, seed=10 + i) for i in range(3))):
+    for row in zip(*(random_actions(space, 20, seed=10 + i) for i in range(3))):
         obs, *_ = vec.step(np.array(row))
     state = weights_only_round_trip(vec.state_dict())
 
     def record(v):
         out = []
-        for row in zip(*(actions(space, 60, seed=20 + i) for i in range(3))):
+        for row in zip(*(random_actions(space, 60, seed=20 + i) for i in range(3))):
             o, r, te, tr, info = v.step(np.array(row))
             finals = [np.asarray(x).tobytes() for x in info.get("final_obs", [])]
             out.append((o.tobytes(), r.tobytes(), te.tobytes(), tr.tobytes(), finals))
@@ -155,10 +138,10 @@ def test_restore_env_copies_one_trunk_state_into_every_branch():
     trunk = make_vec_env("Hopper-v5", 2, {"max_episode_steps": 40})
     trunk.reset(seed=5)
     space = trunk.single_action_space
-    for a in actions(space, 25, seed=3):
+    for a in random_actions(space, 25, seed=3):
         obs, *_ = trunk.step(np.stack([a, a]))
     snap = weights_only_round_trip(trunk.snapshot_env(1))
-    acts = actions(space, 30, seed=4)
+    acts = random_actions(space, 30, seed=4)
     reference = []
     for a in acts:
         o, r, te, tr, _ = trunk.step(np.stack([a, a]))
@@ -169,7 +152,7 @@ def test_restore_env_copies_one_trunk_state_into_every_branch():
     branches.reset(seed=99)
     for j in range(3):
         np.testing.assert_array_equal(branches.restore_env(j, snap), obs[1])
-    other = actions(space, 30, seed=6)
+    other = random_actions(space, 30, seed=6)
     for a, b, ref in zip(acts, other, reference):
         o, r, te, tr, _ = branches.step(np.stack([a, a, b]))
         for j in (0, 1):

@@ -281,3 +281,25 @@ def restore(env: gym.Env, snap: dict[str, Any]) -> None:
                 _restore_mjdata(value["__mjdata__"], current[name], f"cannot restore {env_id}")
             else:
                 setattr(layer, name, _decode(value, current.get(name)))
+
+
+# -- judging exactness: the same actions from a snapshot and from the original ---------------------------------------
+def random_actions(space: gym.Space, n: int, seed: int) -> list[Any]:
+    """``n`` actions drawn uniformly from ``space`` (Discrete or Box) by a generator seeded with ``seed``."""
+    rng = np.random.default_rng(seed)
+    if isinstance(space, gym.spaces.Discrete):
+        return [int(a) for a in rng.integers(space.n, size=n)]
+    return [rng.uniform(space.low, space.high).astype(space.dtype) for _ in range(n)]
+
+
+def step_trace(env: gym.Env, actions: list[Any]) -> list[tuple[Any, ...]]:
+    """What exactness is judged on: (obs bytes, reward bytes, terminated, truncated) per step of ``actions``,
+    and after an episode's end the (unseeded) reset's observation: two traces are equal iff bitwise equal."""
+    out: list[tuple[Any, ...]] = []
+    for a in actions:
+        obs, reward, terminated, truncated, _ = env.step(a)
+        out.append((np.asarray(obs).tobytes(), np.float64(reward).tobytes(), bool(terminated), bool(truncated)))
+        if terminated or truncated:
+            obs, _ = env.reset()
+            out.append(("reset", np.asarray(obs).tobytes()))
+    return out
