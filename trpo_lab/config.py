@@ -180,15 +180,15 @@ class EnvConfig:
 
 @dataclass
 class PolicyConfig:
-    hidden_sizes: list[int] = key(at_least(1))
-    activation: Literal["tanh", "relu", "elu"] = key()
+    hidden_sizes: list[int] = key(at_least(1))  # [] = a linear policy
+    activation: Literal["tanh", "relu", "elu", "softplus"] = key()
     log_std_init: float = key()
 
 
 @dataclass
 class CriticConfig:
     hidden_sizes: list[int] = key(at_least(1))
-    activation: Literal["tanh", "relu", "elu"] = key()
+    activation: Literal["tanh", "relu", "elu", "softplus"] = key()
     lr: float = key(POSITIVE)
     epochs: int = key(at_least(1))
     minibatch_size: int = key(at_least(1))
