@@ -230,3 +230,27 @@ def test_vine_composes_with_step_rules_line_searches_and_fishers(compose, tmp_pa
     assert trainer.env_steps == counts["n"]  # every simulator step: trunk and branches
     rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["vine/states"] == 16 and r["vine/branch_steps"] > 0 for r in rows)
+
+
+def test_a_resumed_vine_run_is_the_uninterrupted_run(compose, tmp_path):
+    """Stop after 2 updates (checkpoint at the end), continue to the same total: the rows equal those of the run
+    that never stopped (but row 2's return/delta and return/best, written at the stop without batch 3, and time/perf)."""
+    import json
+
+    from trpo_lab.train import run
+
+    base = ["env=inverted_pendulum", "debug=smoke", "sampling=vine", "sampling.states=16", "sampling.branch_length=8",
+            "eval.every=0"]
+    run(compose([*base, "total_env_steps=3000"]), tmp_path / "straight")
+    run(compose([*base, "total_env_steps=1200"]), tmp_path / "resumed")  # 2 updates of ≈ 512 + ≤ 512 branch steps
+    run(compose([*base, "total_env_steps=3000"]), tmp_path / "resumed")
+
+    def rows(d):
+        out = [json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/"))} for r in out]
+
+    a, b = rows("straight"), rows("resumed")
+    assert len(a) == len(b) >= 4 and b[1]["update"] == 2
+    for k in ("return/delta", "return/best"):  # written from batch 3's return, which the stopped run did not have
+        a[1].pop(k), b[1].pop(k)
+    assert a == b
