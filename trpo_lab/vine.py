@@ -121,6 +121,8 @@ class VineCollector(RolloutCollector):
         super().__init__(*args, **kwargs)
         if not isinstance(self.envs, InProcessVectorEnv):
             raise ValueError("sampling=vine needs rollout.vector_env=inprocess (it snapshots the trunk's sub-envs)")
+        if not (self.discrete or isinstance(self.policy, GaussianPolicy)):
+            raise ValueError("sampling=vine samples continuous actions from a GaussianPolicy (its σ is the shared noise's scale)")
         self.branch_envs = branch_envs
         self.K = int(self.envs.single_action_space.n) if self.discrete else actions_per_state
         if branch_envs.num_envs != self.K:
