@@ -35,7 +35,7 @@ def test_variant_presets_are_compositions(compose, algo, rule, ls):
     assert type(upd.step_rule) is rule and type(upd.line_search) is ls
 
 
-@pytest.mark.parametrize("group", ["algo", "algo/step_rule", "algo/line_search", "algo/fisher", "algo/solver",
+@pytest.mark.parametrize("group", ["algo", "sampling", "algo/step_rule", "algo/line_search", "algo/fisher", "algo/solver",
                                    "env", "policy", "critic", "logger", "debug"])
 def test_every_group_option_composes_and_instantiates(compose, group):
     opts = _options(group)

@@ -42,6 +42,9 @@ EXPECTED_GRIDS = {
     },
     "mujoco_1m": {"env": ["hopper", "walker2d", "halfcheetah"], "algo": ["trpo_no_ls", "trpo"]},
     "step_statistics": {"experiment/step_variant": ["npg_a0.1", "npg_a0.7", "trpo_no_ls", "trpo", "trpo_undamped"]},
+    "trpo_paper": {"experiment/paper_task": ["cartpole_single_path", "cartpole_vine"],
+                   "experiment/paper_variant": ["trpo", "trpo_empirical_fisher", "trpo_max_kl",
+                                                "npg_a0.1", "npg_a0.3", "npg_a1", "npg_a3"]},
 }
 
 
@@ -119,6 +122,27 @@ def test_grid_points_set_what_their_names_say(compose):
     u = update(paper)  # the default variant
     assert isinstance(u.line_search, BacktrackingLineSearch) and u.constraint == "mean"
     assert compose([paper, "env=swimmer"]).env.id == "Swimmer-v5"
+    # the TRPO paper's regime: Table 2's sizes per task, single path with Monte Carlo Q, the paper's networks
+    for task in sorted(p.stem for p in (Path(CONF_DIR) / "experiment" / "paper_task").glob("*.yaml")):
+        cfg = compose(["experiment=trpo_paper", f"experiment/paper_task={task}"])
+        validate(cfg)
+        vine = task.endswith("_vine")
+        assert cfg.sampling._target_.endswith("VineCollector" if vine else "RolloutCollector")
+        assert cfg.algo.max_kl == 0.01 and cfg.rollout.gamma == 0.99
+        if not vine:
+            assert cfg.rollout.gae_lambda == 1.0
+    table2 = {"swimmer": (50_000, [30], 500, 50), "hopper": (1_000_000, [50], 2500, 100),
+              "walker2d": (1_000_000, [50], 2500, 100)}  # steps/iteration, hidden units, Q-values, branch length
+    for task, (batch, hidden, q_values, branch) in table2.items():
+        sp = compose(["experiment=trpo_paper", f"experiment/paper_task={task}_single_path"])
+        vi = compose(["experiment=trpo_paper", f"experiment/paper_task={task}_vine"])
+        assert sp.rollout.batch_size == batch and list(sp.policy.hidden_sizes) == hidden == list(vi.policy.hidden_sizes)
+        assert sp.policy.activation == vi.policy.activation == "softplus"
+        assert vi.rollout.batch_size == 16 * 1000 and vi.sampling.actions_per_state == 4
+        assert vi.sampling.states * vi.sampling.actions_per_state == q_values
+        assert vi.sampling.branch_length == branch and sp.total_env_steps == vi.total_env_steps == 200 * batch
+    cart = compose(["experiment=trpo_paper"])
+    assert cart.env.id == "InvertedPendulum-v5" and list(cart.policy.hidden_sizes) == []
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -67,7 +67,7 @@ def test_update_with_jmj_takes_the_dense_natural_step():
 # -- the numpy actor -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "softplus"])
 def test_numpy_actor_mean_is_the_policy_mean(activation):
     pol = small_policy("gaussian", activation, hidden=(64, 64))
     obs = torch.randn(16, 3)

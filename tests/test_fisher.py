@@ -52,7 +52,7 @@ def _assert_products_match(fvp, F, rtol=1e-4, atol=1e-5):
 @pytest.mark.parametrize("method", ["jmj", "double_backprop"])
 @pytest.mark.parametrize(
     "kind, activation",
-    [(k, a) for k in ("gaussian", "categorical") for a in ("tanh", "relu", "elu")] + [("custom", "tanh")],
+    [(k, a) for k in ("gaussian", "categorical") for a in ("tanh", "relu", "elu", "softplus")] + [("custom", "tanh")],
 )
 def test_analytic_fvp_matches_dense_kl_hessian(kind, activation, method):
     """jmj: by hand for the MLP policies; by torch.func (J) and the KL's own Hessian (M) for any other policy."""

@@ -61,6 +61,17 @@ def test_keys_that_may_change_on_resume_are_allowed(compose, tmp_path):
     assert summary["env_steps"] == 3072 and len(metrics_rows(tmp_path, timing=False)) == 6
 
 
+def test_a_folder_saved_before_the_sampling_group_continues_as_single_path(compose, tmp_path):
+    run(compose(SMOKE), tmp_path)
+    saved = OmegaConf.load(tmp_path / "config.yaml")
+    del saved["sampling"]  # as written before conf/sampling/ existed: it ran single path
+    OmegaConf.save(saved, tmp_path / "config.yaml")
+    summary = run(compose([*SMOKE, "total_env_steps=3072"]), tmp_path)  # continued, not refused
+    assert summary["env_steps"] == 3072
+    with pytest.raises(RunFolderError, match=r"sampling \(saved 'RolloutCollector', requested 'VineCollector'\)"):
+        run(compose([*SMOKE, "total_env_steps=4096", "sampling=vine"]), tmp_path)
+
+
 def test_overwrite_discards_the_old_run(compose, tmp_path):
     run(compose(SMOKE), tmp_path / "a")
     (tmp_path / "a" / "error.txt").write_text("old failure")

@@ -85,6 +85,24 @@ class RolloutConfig:
 
 
 @dataclass
+class SinglePathConfig:
+    TARGET: ClassVar[str] = "trpo_lab.rollout.RolloutCollector"
+    _target_: str = key()
+    baseline: Literal["critic", "none"] = key()
+
+
+@dataclass
+class VineConfig:
+    TARGET: ClassVar[str] = "trpo_lab.vine.VineCollector"
+    _target_: str = key()
+    states: int = key(at_least(1))
+    actions_per_state: int = key(at_least(2, "self-normalised Eq. 16 needs two branches"))
+    branch_length: int = key(at_least(1))
+    bootstrap: bool = key()
+    baseline: Literal["state_mean", "none"] = key()
+
+
+@dataclass
 class KLScaledStepConfig:
     TARGET: ClassVar[str] = "trpo_lab.natural.step_rules.KLScaledStep"
     _target_: str = key()
@@ -162,15 +180,15 @@ class EnvConfig:
 
 @dataclass
 class PolicyConfig:
-    hidden_sizes: list[int] = key(at_least(1))
-    activation: Literal["tanh", "relu", "elu"] = key()
+    hidden_sizes: list[int] = key(at_least(1))  # [] = a linear policy
+    activation: Literal["tanh", "relu", "elu", "softplus"] = key()
     log_std_init: float = key()
 
 
 @dataclass
 class CriticConfig:
     hidden_sizes: list[int] = key(at_least(1))
-    activation: Literal["tanh", "relu", "elu"] = key()
+    activation: Literal["tanh", "relu", "elu", "softplus"] = key()
     lr: float = key(POSITIVE)
     epochs: int = key(at_least(1))
     minibatch_size: int = key(at_least(1))
@@ -210,6 +228,7 @@ class TrainConfig:
     max_consecutive_skips: int = key(at_least(1))
     eval: EvalConfig = key()
     rollout: RolloutConfig = key()
+    sampling: SinglePathConfig | VineConfig = key()
     algo: AlgoConfig = key()
     env: EnvConfig = key()
     policy: PolicyConfig = key()
@@ -343,6 +362,11 @@ def validate(cfg: DictConfig) -> None:
         raise _fail("rollout.batch_size", b, f"a multiple of rollout.num_envs ({n}), at least {n}")
     if cfg.total_env_steps < b:
         raise _fail("total_env_steps", cfg.total_env_steps, f"≥ rollout.batch_size ({b})")
+    if cfg.sampling._target_ == VineConfig.TARGET:
+        if cfg.sampling.states > b:
+            raise _fail("sampling.states", cfg.sampling.states, f"≤ rollout.batch_size ({b}): states are drawn from the trunk")
+        if cfg.rollout.vector_env != "inprocess":
+            raise _fail("rollout.vector_env", cfg.rollout.vector_env, "inprocess with sampling=vine (it snapshots sub-envs)")
     w = cfg.rollout.normalizer_warmup if cfg.rollout.normalize_obs else 0
     if cfg.total_env_steps < w + b:
         raise _fail("total_env_steps", cfg.total_env_steps,

@@ -53,6 +53,11 @@ ACTIVATIONS: dict[str, Activation] = {
         lambda h: torch.where(h > 0, torch.ones_like(h), h + 1.0),
         lambda h: np.where(h > 0, h, np.expm1(h)),
     ),
+    "softplus": Activation(  # the TRPO paper's locomotion nets; φ(z) = log(1 + eᶻ), φ'(z) = σ(z) = 1 − e^(−h)
+        nn.Softplus, nn.functional.softplus,
+        lambda h: -torch.expm1(-h),
+        lambda h: np.logaddexp(np.float32(0.0), h),
+    ),
 }
 _BY_MODULE: dict[type[nn.Module], Activation] = {a.module: a for a in ACTIVATIONS.values()}
 
@@ -90,7 +95,7 @@ def mlp(
 def mlp_layers(net: nn.Module) -> MLPLayers | None:
     """``[(Linear_1, φ), …, (Linear_L, None)]`` if ``net`` is ``Sequential(Linear, φ, …, Linear)``, else None.
 
-    φ must be in :data:`ACTIVATIONS` (ELU only with α = 1); anything else (dropout, normalisation
+    φ must be in :data:`ACTIVATIONS` (ELU only with α = 1, Softplus only with β = 1 and threshold 20); anything else (dropout, normalisation
     layers, custom modules) returns None so the caller can fall back to autograd.
     """
     if not isinstance(net, nn.Sequential) or len(net) % 2 != 1:
@@ -105,7 +110,8 @@ def mlp_layers(net: nn.Module) -> MLPLayers | None:
         if act is None:
             layers.append((lin, None))
             continue
-        if type(act) not in _BY_MODULE or (isinstance(act, nn.ELU) and act.alpha != 1.0):
+        if type(act) not in _BY_MODULE or (isinstance(act, nn.ELU) and act.alpha != 1.0) or (
+                isinstance(act, nn.Softplus) and (act.beta != 1.0 or act.threshold != 20.0)):
             return None
         layers.append((lin, _BY_MODULE[type(act)]))
     return layers

@@ -99,10 +99,18 @@ class RolloutBatch:
     episode_returns: list[float] = field(default_factory=list)  # raw returns of episodes ended in this batch
     episode_lengths: list[int] = field(default_factory=list)
     raw_obs: np.ndarray | None = None  # (T·N, obs_dim) the observations before normalisation
+    surrogate: Any = None  # a Surrogate other than single path's (vine: trpo_lab.vine.VineSurrogate); None: single path
+    branch_steps: int = 0  # simulator steps taken besides the T·N samples (vine branches)
+    sampling_stats: dict[str, Any] | None = None  # the sampler's per-update keys (trpo_lab.vine.SAMPLING_KEYS)
 
     @property
     def size(self) -> int:
         return self.obs.shape[0]
+
+    @property
+    def env_steps(self) -> int:
+        """Every simulator step this batch took: its samples and any branches."""
+        return self.size + self.branch_steps
 
 
 class RolloutCollector:
@@ -120,6 +128,9 @@ class RolloutCollector:
         seed: seeds the envs' first reset (env i gets seed + i).
         numpy_actor: act with :class:`NumpyActor` when the policy has an MLP fast path (default); False
             always calls the torch policy (the reference path).
+        baseline: ``critic`` (default): Â = GAE(γ, λ) with the critic's V; ``none``: Â = the value target
+            Â + V, i.e. with λ = 1 the discounted return-to-go Σ_l γ^l r_{t+l} and no baseline subtracted (a
+            time-limit cut and the batch's end still bootstrap from the critic, as the GAE targets do).
     """
 
     def __init__(
@@ -134,7 +145,11 @@ class RolloutCollector:
         reward_scaler: RewardScaler,
         seed: int,
         numpy_actor: bool = True,
+        baseline: str = "critic",
     ) -> None:
+        if baseline not in ("critic", "none"):
+            raise ValueError(f"sampling.baseline={baseline!r} must be 'critic' or 'none'")
+        self.baseline = baseline
         self.envs, self.policy, self.critic = envs, policy, critic
         self.T, self.N = steps_per_env, envs.num_envs
         self.gamma, self.lam = gamma, gae_lambda
@@ -168,11 +183,20 @@ class RolloutCollector:
 
         return torch_actor
 
+    def close(self) -> None:
+        """Close the envs this collector steps."""
+        self.envs.close()
+
     def collect(self) -> RolloutBatch:
+        """One batch of T·N single-path samples (Â from GAE, or the return-to-go for ``baseline=none``)."""
+        return self._collect()
+
+    def _collect(self, on_step: Callable[[int], None] | None = None) -> RolloutBatch:
+        """:meth:`collect`; ``on_step(t)`` runs before the envs' step t (vine snapshots the envs there)."""
         T, N = self.T, self.N
         normalize = self.obs_normalizer.normalize
         raw_obs_buf, act_buf, rew_buf = self.raw_obs_buf, self.act_buf, self.rew_buf
-        truncated_final = self._run(self._actor())
+        truncated_final = self._run(self._actor(), on_step)
         raw_obs = self.raw_obs
 
         dones = self.term_buf | self.trunc_buf
@@ -206,7 +230,7 @@ class RolloutCollector:
             obs=obs_t,
             actions=act_t,
             log_prob_old=log_prob_old,
-            advantages=adv.reshape(-1),
+            advantages=(ret if self.baseline == "none" else adv).reshape(-1),
             returns=ret.reshape(-1),
             values=values.reshape(-1),
             episode_returns=episode_returns,
@@ -242,7 +266,8 @@ class RolloutCollector:
         """A fresh array per step (an env may keep a reference to its action); Box actions clipped to the box."""
         return action.copy() if self.discrete else np.clip(action, self.low, self.high)
 
-    def _run(self, act: Callable[[np.ndarray], np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
+    def _run(self, act: Callable[[np.ndarray], np.ndarray],
+             on_step: Callable[[int], None] | None = None) -> list[tuple[int, int, np.ndarray]]:
         """T steps of all envs; fills the buffers, returns (t, env, s_final) of time-limit truncations."""
         normalize, step = self.obs_normalizer.normalize, self.envs.step
         raw_obs_buf, act_buf, rew_buf, term_buf, trunc_buf = (
@@ -251,6 +276,8 @@ class RolloutCollector:
         raw_obs = self.raw_obs
         for t in range(self.T):
             raw_obs_buf[t] = raw_obs
+            if on_step is not None:
+                on_step(t)
             act_buf[t] = act(normalize(raw_obs_buf[t]))
             raw_obs, rew_buf[t], term_buf[t], trunc_buf[t], info = step(self._env_action(act_buf[t]))
             if info and trunc_buf[t].any():

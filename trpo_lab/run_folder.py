@@ -64,6 +64,10 @@ MAY_CHANGE_ON_RESUME = (
 )
 
 
+#: what a config saved before the ``sampling`` group existed ran (conf/sampling/single_path.yaml)
+SINGLE_PATH_SAMPLING = {"_target_": "trpo_lab.rollout.RolloutCollector", "baseline": "critic"}
+
+
 class RunFolderError(ConfigError):
     """A run folder holds another run (a different config), or was claimed by another process."""
 
@@ -86,6 +90,8 @@ def read_saved_config(run_dir: Path) -> DictConfig | None:
         raise RunFolderError(f"{path} is not a readable config ({one_line(e)}); resume=overwrite discards that run") from None
     if not isinstance(saved, DictConfig):
         raise RunFolderError(f"{path} is not a trpo-lab config; resume=overwrite discards that run")
+    if "sampling" not in saved and "algo" in saved:  # saved before the sampling group: it ran single path
+        saved.sampling = dict(SINGLE_PATH_SAMPLING)
     return saved
 
 

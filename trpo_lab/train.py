@@ -38,6 +38,7 @@ from trpo_lab.run_folder import (
 from trpo_lab.schedule import Checkpoints, Evaluation, PairedEvaluation
 from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink, done_line, progress_file_logger
 from trpo_lab.trainer import Sinks, Trainer, TrainingDiverged, TrainingInterrupted
+from trpo_lab.vine import VineCollector
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,27 @@ def build_update(algo: DictConfig) -> NaturalGradientUpdate:
         kl_direction=algo.kl_direction,
         constraint=algo.constraint,
         normalize_advantages=algo.normalize_advantages,
+    )
+
+
+def build_collector(cfg: DictConfig, envs: Any, policy: Policy, critic: ValueFunction,
+                    obs_normalizer: ObservationNormalizer, reward_scaler: RewardScaler, vec_env: Any) -> RolloutCollector:
+    """The sampler of ``cfg.sampling``: single path (:class:`RolloutCollector`) or vine (:class:`VineCollector`,
+    with its branch vector env from ``vec_env``: K sub-envs, or |A| for discrete actions)."""
+    sampling = OmegaConf.to_container(cfg.sampling)
+    target = sampling.pop("_target_")
+    extra: dict[str, Any] = {}
+    if target == "trpo_lab.vine.VineCollector":
+        space = envs.single_action_space
+        k = int(space.n) if hasattr(space, "n") else sampling["actions_per_state"]
+        extra = {"branch_envs": vec_env(k), "normalize": cfg.algo.normalize_advantages}
+    cls = VineCollector if target == "trpo_lab.vine.VineCollector" else RolloutCollector
+    return cls(
+        envs, policy, critic,
+        steps_per_env=cfg.rollout.batch_size // cfg.rollout.num_envs,
+        gamma=cfg.rollout.gamma, gae_lambda=cfg.rollout.gae_lambda,
+        obs_normalizer=obs_normalizer, reward_scaler=reward_scaler, seed=cfg.seed,
+        numpy_actor=cfg.rollout.numpy_actor, **sampling, **extra,
     )
 
 
@@ -98,13 +120,7 @@ def _assemble_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] |
         critic, cfg.critic.lr, cfg.critic.epochs, cfg.critic.minibatch_size, cfg.critic.implementation
     )
     reward_scaler = RewardScaler(cfg.rollout.num_envs, cfg.rollout.gamma, enabled=cfg.rollout.normalize_reward)
-    collector = RolloutCollector(
-        envs, policy, critic,
-        steps_per_env=cfg.rollout.batch_size // cfg.rollout.num_envs,
-        gamma=cfg.rollout.gamma, gae_lambda=cfg.rollout.gae_lambda,
-        obs_normalizer=obs_normalizer, reward_scaler=reward_scaler, seed=cfg.seed,
-        numpy_actor=cfg.rollout.numpy_actor,
-    )
+    collector = build_collector(cfg, envs, policy, critic, obs_normalizer, reward_scaler, vec_env)
     ev, eval_seed = cfg.eval, cfg.seed + cfg.eval.seed_offset
     measurements = [
         Evaluation(vec_env(ev.episodes) if ev.every > 0 else None, ev.every, eval_seed),

@@ -38,6 +38,7 @@ from trpo_lab.policies import Policy
 from trpo_lab.rollout import RolloutCollector
 from trpo_lab.schedule import Checkpoints, Scheduled, UpdateDone
 from trpo_lab.snapshots import SnapshotError
+from trpo_lab.vine import NULL_SAMPLING_ROW
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class Trainer:
         with ExitStack() as closing:  # runs the callbacks last-in first-out: sinks, collector, pieces
             for piece in (*self.measurements, self.checkpoints):
                 closing.callback(piece.close)
-            closing.callback(self.collector.envs.close)
+            closing.callback(self.collector.close)
             if self.sinks is not None:
                 closing.callback(self.sinks.close)
 
@@ -181,10 +182,13 @@ class Trainer:
         t1 = time.perf_counter()
         batch_return = float(np.mean(batch.episode_returns)) if batch.episode_returns else math.nan
         self._write_pending(batch_return)  # this batch is the one after the previous update
-        k, last = self.updates + 1, self.env_steps + batch.size >= self.total_env_steps
+        k, last = self.updates + 1, self.env_steps + batch.env_steps >= self.total_env_steps
         due = [p.due(k, last) for p in self.measurements]
         done = UpdateDone(k, last, copy.deepcopy(self.policy) if any(due) else None, normalizer_before)
-        stats = self.update(self.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
+        if batch.surrogate is None:  # single path: L = mean[ratio · Â] on the batch
+            stats = self.update(self.policy, batch.obs, batch.actions, batch.log_prob_old, batch.advantages)
+        else:  # a sampler's own surrogate (vine: Eq. 15/16 over the rollout set)
+            stats = self.update.step(self.policy, batch.surrogate)
         # θ_{k+1} was fitted to inputs normalised with the statistics batch k was collected with, but acts
         # on batch k+1 with the statistics updated by batch k: the KL of that change alone, at θ_{k+1}
         shift_mean, shift_max = normalizer_kl_shift(self.policy, batch.raw_obs, normalizer_before, self.obs_normalizer)
@@ -194,7 +198,7 @@ class Trainer:
         else:  # Why: one NaN target would poison the critic's Adam state for good
             critic_stats = {"critic/loss": math.nan, "critic/explained_variance": math.nan}
         t3 = time.perf_counter()
-        self.env_steps += batch.size
+        self.env_steps += batch.env_steps  # vine: trunk and branches
         self.updates += 1
         if batch.episode_returns:
             self.last_return = batch_return
@@ -207,6 +211,7 @@ class Trainer:
         row.update(critic_stats)
         row.update(bound_terms(stats.adv_max_abs, self.gamma, stats.ratio_advantage_mean, stats.kl_max))
         row["normalizer/kl_shift"], row["normalizer/kl_shift_max"] = shift_mean, shift_max
+        row.update(batch.sampling_stats or NULL_SAMPLING_ROW)
         elapsed = {"rollout": t1 - t0, "update": t2 - t1, "critic": t3 - t2}
         for piece, is_due in zip(self.measurements, due):
             t = time.perf_counter()
@@ -216,7 +221,7 @@ class Trainer:
         for name, dt in elapsed.items():
             self.time_split[name] = self.time_split.get(name, 0.0) + dt
             row[f"time/{name}_s"] = dt
-        row["perf/env_steps_per_s"] = batch.size / (t3 - t0)
+        row["perf/env_steps_per_s"] = batch.env_steps / (t3 - t0)
         row["perf/max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.totals["violated"] += stats.constraint_violated
         self.totals["accepted"] += stats.accepted

@@ -1,6 +1,6 @@
 r"""One natural-gradient policy update, composed of orthogonal pieces.
 
-    g  = ∇_θ L(θ)|θ_old,   L(θ) = mean_i [π_θ(a_i|s_i) / π_old(a_i|s_i) · Â_i]
+    g  = ∇_θ L(θ)|θ_old,   L(θ) = mean_i [π_θ(a_i|s_i) / π_old(a_i|s_i) · Â_i]   (``surrogate``; vine: Eq. 15/16)
     x  ≈ (F + λI)⁻¹ g      (``fisher`` gives F·v, ``solver`` runs CG with damping λ)
     Δ  = c · x              (``step_rule``: c = α, or c = √(2δ / κ), κ = xᵀ(F+λI)x or xᵀFx)
     θ  = θ_old + f · Δ      (``line_search``: f = 1, or the first admissible βʲ, or 0)
@@ -25,6 +25,7 @@ from trpo_lab.natural.cg import CGResult, ConjugateGradient
 from trpo_lab.natural.fisher import AnalyticFisher, EmpiricalFisher, flat_grad, flat_params
 from trpo_lab.natural.line_search import BacktrackingLineSearch, Candidate, LineSearchResult, NoLineSearch
 from trpo_lab.natural.step_rules import Curvature, FixedStep, KLScaledStep
+from trpo_lab.natural.surrogate import SinglePathSurrogate, Surrogate
 from trpo_lab.policies import DistParams, Policy
 
 KL_DIRECTIONS = ("old_new", "new_old")
@@ -40,10 +41,7 @@ class CandidateMeter:
 
     update: NaturalGradientUpdate
     policy: Policy
-    obs: torch.Tensor
-    actions: torch.Tensor
-    log_prob_old: torch.Tensor
-    adv: torch.Tensor
+    surrogate: Surrogate
     old: DistParams
     theta_old: torch.Tensor
     x: torch.Tensor
@@ -54,9 +52,9 @@ class CandidateMeter:
         if mult not in self.cache:
             self.set_theta(mult)
             with torch.no_grad():
-                dist = self.policy.dist_params(self.obs)
+                dist = self.policy.dist_params(self.surrogate.obs)
                 kl = self.update.kl(self.policy, self.old, dist)
-                surrogate = float(surrogate_of(self.policy, dist, self.actions, self.log_prob_old, self.adv))
+                surrogate = float(self.surrogate.value(self.policy, dist))
                 cand = Candidate(surrogate - self.surrogate_old, float(kl.mean()), float(kl.max()))
             self.cache[mult] = (cand, dist)
         return self.cache[mult][0]
@@ -75,8 +73,8 @@ class CandidateMeter:
 def surrogate_of(
     policy: Policy, dist: DistParams, actions: torch.Tensor, log_prob_old: torch.Tensor, adv: torch.Tensor
 ) -> torch.Tensor:
-    """L = mean_i [π(a_i|s_i) / π_old(a_i|s_i) · Â_i]."""
-    return (torch.exp(policy.log_prob(dist, actions) - log_prob_old) * adv).mean()
+    """L = mean_i [π(a_i|s_i) / π_old(a_i|s_i) · Â_i] (:class:`SinglePathSurrogate` on already standardised Â)."""
+    return SinglePathSurrogate(dist[0], actions, log_prob_old, adv, normalize=False).value(policy, dist)
 
 
 class NaturalGradientUpdate:
@@ -93,7 +91,8 @@ class NaturalGradientUpdate:
             ``new_old``: KL(π_new ‖ π_old), as written in Spinning Up's docs. Both have the same
             Hessian at θ_old, so only the measured KL and the line-search check differ.
         constraint: ``mean`` (default) or ``max``: which KL statistic counts as a violation.
-        normalize_advantages: standardise Â over the batch before forming the surrogate.
+        normalize_advantages: standardise Â over the batch before forming the surrogate (the single-path
+            surrogate that :meth:`__call__` builds; a vine surrogate is built with its own setting).
     """
 
     def __init__(
@@ -141,26 +140,28 @@ class NaturalGradientUpdate:
         log_prob_old: torch.Tensor,
         advantages: torch.Tensor,
     ) -> PolicyUpdateStats:
-        """Update ``policy`` in place on one batch and return what the step did: solve for the natural
+        """:meth:`step` on the single-path surrogate of one batch (Â standardised if ``normalize_advantages``)."""
+        return self.step(policy, SinglePathSurrogate(obs, actions, log_prob_old, advantages, self.normalize_advantages))
+
+    def step(self, policy: Policy, surrogate: Surrogate) -> PolicyUpdateStats:
+        """Update ``policy`` in place on one surrogate and return what the step did: solve for the natural
         gradient x, propose Δ = c·x, let the line search pick the fraction f of it, move θ to
         θ_old + f·c·x, and measure the step (and the full KL-scaled step, as a counterfactual)."""
-        adv = advantages
-        if self.normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        obs = surrogate.obs
         theta_old = flat_params(policy)
         with torch.no_grad():
             # Why clone: dist params can be the parameter tensors themselves (the Gaussian's
             # log_std), which the line search overwrites; π_old must stay a snapshot.
             old = tuple(t.detach().clone() for t in policy.dist_params(obs))
-        surrogate_old = surrogate_of(policy, policy.dist_params(obs), actions, log_prob_old, adv)
+        surrogate_old = surrogate.value(policy, policy.dist_params(obs))
         g = flat_grad(torch.autograd.grad(surrogate_old, list(policy.parameters())))
-        eps = float(advantages.abs().max())
-        if not torch.isfinite(adv).all():
+        eps = surrogate.scale
+        if not surrogate.is_finite():
             return self._skipped(policy, old, "non-finite advantages", eps)
         if not torch.isfinite(g).all():
             return self._skipped(policy, old, "non-finite surrogate gradient", eps)
 
-        fvp = self.fisher.build(policy, obs, actions)
+        fvp = self.fisher.build(policy, obs, surrogate.actions)
         cg = self.solver(fvp, g)
         curvature = self._curvature(fvp, cg.x)
         kappa = self.full_step.kappa(curvature)
@@ -169,15 +170,14 @@ class NaturalGradientUpdate:
                       f"xᵀ(F+λI)x = {curvature.damped:.6g}")
             return self._skipped(policy, old, reason, eps, cg)
 
-        meter = CandidateMeter(self, policy, obs, actions, log_prob_old, adv, old, theta_old, cg.x,
-                               float(surrogate_old.detach()))
+        meter = CandidateMeter(self, policy, surrogate, old, theta_old, cg.x, float(surrogate_old.detach()))
         c = self.step_rule(curvature)
         gx = float(g @ cg.x)
         ls = self.line_search(lambda f: meter.measure(f * c), c * gx)
         full = meter.measure(self.full_step(curvature))  # the counterfactual full KL-scaled step
         taken = ls.fraction * c if ls.accepted else 0.0
         final = self._take_step(meter, taken)
-        return self._stats(policy, meter, ls, final, full, cg, g, gx, curvature, taken, advantages)
+        return self._stats(policy, meter, ls, final, full, cg, g, gx, curvature, taken)
 
     def _curvature(self, fvp, x: torch.Tensor) -> Curvature:
         """xᵀFx from one Fisher product, and xᵀ(F + λI)x = xᵀFx + λ‖x‖²."""
@@ -193,15 +193,14 @@ class NaturalGradientUpdate:
 
     def _stats(
         self, policy: Policy, meter: CandidateMeter, ls: LineSearchResult, final: Candidate, full: Candidate,
-        cg: CGResult, g: torch.Tensor, gx: float, curvature: Curvature, taken: float, advantages: torch.Tensor,
+        cg: CGResult, g: torch.Tensor, gx: float, curvature: Curvature, taken: float,
     ) -> PolicyUpdateStats:
         """What the step θ_old → θ_old + taken·x did on the batch."""
         expected = taken * gx
         with torch.no_grad():
             dist = meter.dist_at(taken)
             entropy = float(policy.entropy(dist).mean())
-            ratio = torch.exp(policy.log_prob(dist, meter.actions) - meter.log_prob_old)
-            ratio_advantage = float(((ratio - 1.0) * advantages).mean())
+            ratio_advantage = meter.surrogate.bound_gain(policy, dist)
         return PolicyUpdateStats(
             surrogate_expected=expected,
             surrogate_actual=final.surrogate_improvement,
@@ -229,7 +228,7 @@ class NaturalGradientUpdate:
             full_step_violated=self._violated(full),
             entropy=entropy,
             std_mean=policy.std_mean(),
-            adv_max_abs=float(advantages.abs().max()),
+            adv_max_abs=meter.surrogate.scale,
             ratio_advantage_mean=ratio_advantage,
         )
 
