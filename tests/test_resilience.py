@@ -1,8 +1,6 @@
 """Faults and bad input: kills, signals, corrupt checkpoints, NaNs, unsupported spaces."""
 import json
 import signal
-import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

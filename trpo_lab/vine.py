@@ -36,7 +36,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import gymnasium as gym
 import numpy as np
 import torch
 
