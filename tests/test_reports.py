@@ -182,6 +182,17 @@ def test_reports_help_and_one_line_error_without_runs(tmp_path, command):
 
 
 @pytest.mark.parametrize("module", [curves, step_behavior, final_scores])
+def test_help_prints_percent_signs_once(capsys, module):
+    """argparse %-formats help strings but not the description: "95%%" there is printed as typed."""
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "%%" not in out
+    if module is curves:
+        assert "95% bootstrap band" in out
+
+
+@pytest.mark.parametrize("module", [curves, step_behavior, final_scores])
 def test_scripts_fail_clearly_when_every_run_is_incomplete(tmp_path, capsys, module):
     write_run(tmp_path / "s" / "0", ["seed=0"], return_rows([1.0]), finished=False)
     write_run(tmp_path / "s" / "1", ["seed=1"], [], finished=True)
@@ -302,3 +313,16 @@ def test_step_behavior_drops_panels_without_information(tmp_path):
     assert not any("full KL-scaled step" in t or "surrogate" in t for t in titles)  # never logged here
     titles = _panel_titles(_paired_study(tmp_path / "bt", backtracks=2))
     assert "backtracks per update" in titles
+
+
+def test_step_behavior_leaves_out_the_paired_panel_when_paired_evaluation_was_off(tmp_path):
+    """Paired evaluation off: every row logs ``paired/outcome`` as null; the panel would read "0/0 resolved"."""
+    root = tmp_path / "off"
+    n = 6
+    for seed in range(2):
+        write_run(root / f"trpo{seed}", ["algo=trpo", f"seed={seed}"], return_rows(
+            [100.0 + i for i in range(n)], **{"step/skipped": [0] * n, "line_search/backtracks": [1] * n,
+                                              "step/kl_over_delta": [0.7] * n, "paired/outcome": [None] * n}), seed=seed)
+    titles = _panel_titles(root)
+    assert "KL/δ of the step taken" in titles
+    assert "paired evaluation: resolved improved fraction" not in titles

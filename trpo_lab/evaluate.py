@@ -13,8 +13,9 @@
     python -m trpo_lab.evaluate RUN_DIR --video --no-wandb        # the GIF only, no W&B upload
 
 Bad arguments and unusable run folders exit with code 2 and one line; a video that cannot be
-rendered (no MuJoCo renderer, no pygame, a read-only folder) gives one line that says why, after
-the evaluation itself has been printed.
+rendered (a renderer that loads but cannot draw, no pygame, a read-only folder) gives one line that
+says why, after the evaluation itself has been printed. A ``MUJOCO_GL`` whose library is missing stops
+before the evaluation (exit code 2, one line): mujoco cannot even be imported then.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ from trpo_lab.stats import bootstrap_band, bootstrap_ci, iqm
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = base_parser(
-        "Return curves (mean over seeds, 95%% bootstrap band) and a final-performance table "
+        "Return curves (mean over seeds, 95% bootstrap band) and a final-performance table "
         "(IQM with percentile-bootstrap CIs) for the runs below SWEEP_DIR(s)."
     )
     p.add_argument("--metric", default="return/mean", help="metrics.jsonl key to plot and score (default: return/mean)")
