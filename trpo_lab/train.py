@@ -225,6 +225,10 @@ def main() -> None:
         if _job_started:
             raise
         fail(hydra_error_line(e))
+    except ValueError as e:  # Hydra's check of its own flags (e.g. -m with --cfg), before any job
+        if _job_started or "can be specified" not in str(e):
+            raise
+        fail(f"{hydra_error_line(e)} (--cfg prints one job's config: drop -m, e.g. python -m trpo_lab.train seed=0 --cfg job)")
 
 
 if __name__ == "__main__":
