@@ -32,6 +32,7 @@ import torch
 
 from trpo_lab.config import ConfigError, EvaluateArgs, check_values
 from trpo_lab.envs import ObservationNormalizer, make_vec_env, renderer_message
+from trpo_lab.mujoco_warnings import filter_known_mujoco_warnings
 from trpo_lab.files import write_atomic
 from trpo_lab.metrics import PairedDifference
 from trpo_lab.policies import Policy
@@ -118,6 +119,7 @@ class VideoError(RuntimeError):
 
 def _make_render_env(env_id: str, env_kwargs: dict) -> gym.Env:
     gl = os.environ.get("MUJOCO_GL")
+    filter_known_mujoco_warnings(env_id)
     try:
         return gym.make(env_id, render_mode="rgb_array", **env_kwargs)
     except gym.error.DependencyNotInstalled as e:
