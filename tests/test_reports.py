@@ -326,3 +326,24 @@ def test_step_behavior_leaves_out_the_paired_panel_when_paired_evaluation_was_of
     titles = _panel_titles(root)
     assert "KL/δ of the step taken" in titles
     assert "paired evaluation: resolved improved fraction" not in titles
+
+
+def test_curves_name_the_axis_in_words_and_flag_bands_over_fewer_than_5_seeds(tmp_path):
+    import matplotlib.pyplot as plt
+
+    for seed in range(5):  # trpo: 5 seeds; npg: 2 seeds
+        write_run(tmp_path / "s" / f"t{seed}", ["algo=trpo", f"seed={seed}"], return_rows([1.0, 2.0 + seed]), seed=seed)
+    for seed in range(2):
+        write_run(tmp_path / "s" / f"n{seed}", ["algo=npg", f"seed={seed}"], return_rows([1.0, 3.0 + seed]), seed=seed)
+    groups = group_runs(load_runs([tmp_path / "s"])[0])
+    fig = curves.draw_curves(groups, curves.parse_args([str(tmp_path / "s"), "--resamples", "200"]))
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert ax.get_ylabel() == "training return (stochastic policy)"
+    assert "algo=npg (n=2*)" in labels and "algo=trpo (n=5)" in labels
+    assert "fewer than 5 seeds" in fig._suptitle.get_text()
+    plt.close(fig)
+    only_five = {t: {v: rs for v, rs in vs.items() if "trpo" in v} for t, vs in groups.items()}
+    fig = curves.draw_curves(only_five, curves.parse_args([str(tmp_path / "s"), "--resamples", "200"]))
+    assert "fewer than" not in fig._suptitle.get_text()
+    plt.close(fig)
