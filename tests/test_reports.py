@@ -347,3 +347,20 @@ def test_curves_name_the_axis_in_words_and_flag_bands_over_fewer_than_5_seeds(tm
     fig = curves.draw_curves(only_five, curves.parse_args([str(tmp_path / "s"), "--resamples", "200"]))
     assert "fewer than" not in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def test_curves_name_identical_runs_as_such(tmp_path):
+    import matplotlib.pyplot as plt
+
+    for i, ls in enumerate(["none", "backtracking"]):  # the same returns: a line search that never acted
+        for seed in range(2):
+            write_run(tmp_path / "s" / f"{ls}{seed}", [f"algo/line_search={ls}", f"seed={seed}"],
+                      return_rows([1.0, 2.0 + seed]), seed=seed)
+    write_run(tmp_path / "s" / "npg0", ["algo/line_search=npg", "seed=0"], return_rows([1.0, 9.0]), seed=0)
+    write_run(tmp_path / "s" / "npg1", ["algo/line_search=npg", "seed=1"], return_rows([1.0, 2.0]), seed=1)
+    fig = curves.draw_curves(group_runs(load_runs([tmp_path / "s"])[0]), curves.parse_args([str(tmp_path / "s"), "--resamples", "200"]))
+    labels = [t.get_text() for leg in [fig.axes[0].get_legend(), *fig.legends] if leg for t in leg.get_texts()]
+    a, b = "algo/line_search=backtracking", "algo/line_search=none"  # the later one drawn names the earlier
+    assert {f"{a} (n=2*; identical to {b})", f"{b} (n=2*)"} <= set(labels) or {f"{b} (n=2*; identical to {a})", f"{a} (n=2*)"} <= set(labels)
+    assert "algo/line_search=npg (n=2*)" in labels
+    plt.close(fig)

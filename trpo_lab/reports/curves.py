@@ -10,7 +10,8 @@ seed; the label names what differs), and writes into ``--out``:
 - ``curves.png``: the metric (default ``return/mean``, the training return as logged) against env
   steps; the line is the mean over seeds, the band a 95% percentile bootstrap over seeds (whole
   curves resampled); the y axis is named in words (``AXIS_NAMES``), and a variant with fewer than 5 seeds
-  is starred in the legend (its band is a rough guide, the title says so). A long legend sits outside the axes.
+  is starred in the legend (its band is a rough guide, the title says so), and a variant whose curves equal an
+  earlier one's is labelled "identical to" it (one curve hides the other). A long legend sits outside the axes.
 - ``final_performance.md`` and ``.json``: per task and variant, the *final return* of each seed =
   the mean of the metric over its last ``--final-window`` updates; then the interquartile mean (IQM)
   over seeds with a 95% percentile-bootstrap CI over seeds, the mean ± standard deviation (ddof = 1), the
@@ -155,11 +156,16 @@ def draw_curves(groups: Groups, args: argparse.Namespace) -> Any:
     colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(all_variants)}
     styles = {v: ("-", "--", ":", "-.")[i % 4] for i, v in enumerate(all_variants)}  # coinciding curves stay visible
     for ax, (task, variants) in zip(axes.flat, groups.items()):
+        drawn: list[tuple[str, np.ndarray, np.ndarray]] = []
         for variant, runs in variants.items():
             x, curves = aligned_curves(runs, args.metric)
             mean, lo, hi = bootstrap_band(curves, min(args.resamples, 2000), args.confidence, args.seed)
             few = "*" if len(runs) < FEW_SEEDS else ""
-            ax.plot(x, mean, color=colors[variant], ls=styles[variant], lw=1.5, label=f"{variant} (n={len(runs)}{few})")
+            # identical runs (e.g. a line search that never acted) draw one curve over another: say so
+            twin = next((v for v, x0, c0 in drawn if np.array_equal(x0, x) and np.array_equal(c0, curves, equal_nan=True)), None)
+            same = f"; identical to {twin}" if twin else ""
+            drawn.append((variant, x, curves))
+            ax.plot(x, mean, color=colors[variant], ls=styles[variant], lw=1.5, label=f"{variant} (n={len(runs)}{few}{same})")
             ax.fill_between(x, lo, hi, color=colors[variant], alpha=0.2, lw=0)
         ax.set_title(task)
         ax.set_xlabel("env steps")
