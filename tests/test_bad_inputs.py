@@ -137,7 +137,7 @@ def _read_only_folder(tmp_path: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["unknown algo", "unknown env preset", "override syntax", "read-only folder",
                                   "osmesa without OSMesa", "sweep with one bad job", "resume=PATH corrupt",
-                                  "config value"])
+                                  "config value", "multirun with --cfg job"])
 def test_cli_refusals_exit_2_with_one_line_and_leave_nothing(tmp_path, case, finished_run):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -164,6 +164,8 @@ def test_cli_refusals_exit_2_with_one_line_and_leave_nothing(tmp_path, case, fin
         shutil.copytree(finished_run, bad)
         (bad / "config.yaml").write_text("env: [unclosed\n")
         args, line = [f"resume={bad}"], f"error: resume={bad}: {bad / 'config.yaml'} is not a readable config"
+    elif case == "multirun with --cfg job":
+        args, line = ["-m", "seed=0,1", "--cfg", "job"], "error: Only one of --run, --multirun, --cfg"
     else:
         args, line = ["rollout.gamma=2"], "error: rollout.gamma=2 is invalid: must be in [0, 1]"
     flags = [a for a in args if a == "-m"]  # Hydra's flags go before the overrides

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -187,6 +188,12 @@ def test_joblib_multirun_of_a_preset_reuses_workers_without_leaking_state(compos
     assert res.returncode == 0, res.stderr[-3000:]
     jobs = _jobs(sweep, "algo")
     assert sorted(jobs) == ["npg", "trpo", "trpo_no_ls"]
+    # the workers' progress lines interleave on one console: each names its job (Hydra's job number), and
+    # each job's train.log holds exactly the lines of that job
+    labelled = re.findall(r"^\[job (\d+) \|\s+\d+ steps \| update", res.stdout, re.M)
+    assert sorted(set(labelled)) == ["0", "1", "2"], res.stdout[-2000:]
+    for job in jobs.values():
+        assert set(re.findall(r"\[job (\d+) \|", (job / "train.log").read_text())) == {job.name}
     for algo, job in jobs.items():
         summary = json.loads((job / "summary.json").read_text())
         assert summary["meta"]["group"] == "variants"  # the W&B group is the experiment's name

@@ -182,6 +182,17 @@ def test_reports_help_and_one_line_error_without_runs(tmp_path, command):
 
 
 @pytest.mark.parametrize("module", [curves, step_behavior, final_scores])
+def test_help_prints_percent_signs_once(capsys, module):
+    """argparse %-formats help strings but not the description: "95%%" there is printed as typed."""
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "%%" not in out
+    if module is curves:
+        assert "95% bootstrap band" in out
+
+
+@pytest.mark.parametrize("module", [curves, step_behavior, final_scores])
 def test_scripts_fail_clearly_when_every_run_is_incomplete(tmp_path, capsys, module):
     write_run(tmp_path / "s" / "0", ["seed=0"], return_rows([1.0]), finished=False)
     write_run(tmp_path / "s" / "1", ["seed=1"], [], finished=True)
@@ -302,3 +313,54 @@ def test_step_behavior_drops_panels_without_information(tmp_path):
     assert not any("full KL-scaled step" in t or "surrogate" in t for t in titles)  # never logged here
     titles = _panel_titles(_paired_study(tmp_path / "bt", backtracks=2))
     assert "backtracks per update" in titles
+
+
+def test_step_behavior_leaves_out_the_paired_panel_when_paired_evaluation_was_off(tmp_path):
+    """Paired evaluation off: every row logs ``paired/outcome`` as null; the panel would read "0/0 resolved"."""
+    root = tmp_path / "off"
+    n = 6
+    for seed in range(2):
+        write_run(root / f"trpo{seed}", ["algo=trpo", f"seed={seed}"], return_rows(
+            [100.0 + i for i in range(n)], **{"step/skipped": [0] * n, "line_search/backtracks": [1] * n,
+                                              "step/kl_over_delta": [0.7] * n, "paired/outcome": [None] * n}), seed=seed)
+    titles = _panel_titles(root)
+    assert "KL/δ of the step taken" in titles
+    assert "paired evaluation: resolved improved fraction" not in titles
+
+
+def test_curves_name_the_axis_in_words_and_flag_bands_over_fewer_than_5_seeds(tmp_path):
+    import matplotlib.pyplot as plt
+
+    for seed in range(5):  # trpo: 5 seeds; npg: 2 seeds
+        write_run(tmp_path / "s" / f"t{seed}", ["algo=trpo", f"seed={seed}"], return_rows([1.0, 2.0 + seed]), seed=seed)
+    for seed in range(2):
+        write_run(tmp_path / "s" / f"n{seed}", ["algo=npg", f"seed={seed}"], return_rows([1.0, 3.0 + seed]), seed=seed)
+    groups = group_runs(load_runs([tmp_path / "s"])[0])
+    fig = curves.draw_curves(groups, curves.parse_args([str(tmp_path / "s"), "--resamples", "200"]))
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert ax.get_ylabel() == "training return (stochastic policy)"
+    assert "algo=npg (n=2*)" in labels and "algo=trpo (n=5)" in labels
+    assert "fewer than 5 seeds" in fig._suptitle.get_text()
+    plt.close(fig)
+    only_five = {t: {v: rs for v, rs in vs.items() if "trpo" in v} for t, vs in groups.items()}
+    fig = curves.draw_curves(only_five, curves.parse_args([str(tmp_path / "s"), "--resamples", "200"]))
+    assert "fewer than" not in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_curves_name_identical_runs_as_such(tmp_path):
+    import matplotlib.pyplot as plt
+
+    for i, ls in enumerate(["none", "backtracking"]):  # the same returns: a line search that never acted
+        for seed in range(2):
+            write_run(tmp_path / "s" / f"{ls}{seed}", [f"algo/line_search={ls}", f"seed={seed}"],
+                      return_rows([1.0, 2.0 + seed]), seed=seed)
+    write_run(tmp_path / "s" / "npg0", ["algo/line_search=npg", "seed=0"], return_rows([1.0, 9.0]), seed=0)
+    write_run(tmp_path / "s" / "npg1", ["algo/line_search=npg", "seed=1"], return_rows([1.0, 2.0]), seed=1)
+    fig = curves.draw_curves(group_runs(load_runs([tmp_path / "s"])[0]), curves.parse_args([str(tmp_path / "s"), "--resamples", "200"]))
+    labels = [t.get_text() for leg in [fig.axes[0].get_legend(), *fig.legends] if leg for t in leg.get_texts()]
+    a, b = "algo/line_search=backtracking", "algo/line_search=none"  # the later one drawn names the earlier
+    assert {f"{a} (n=2*; identical to {b})", f"{b} (n=2*)"} <= set(labels) or {f"{b} (n=2*; identical to {a})", f"{a} (n=2*)"} <= set(labels)
+    assert "algo/line_search=npg (n=2*)" in labels
+    plt.close(fig)

@@ -134,3 +134,15 @@ def test_an_error_from_an_earlier_attempt_does_not_mark_a_finished_rerun_failed(
     assert read_run(p).status == "ok"
     os.utime(p / "summary.json", (500_000, 500_000))  # a later attempt failed after an earlier one finished
     assert read_run(p).status == "failed" and read_run(p).error == "ValueError: first attempt"
+
+
+def test_labels_leave_out_a_key_the_variant_does_not_use(tmp_path):
+    # npg α = 0.3 beside trpo: the step size is npg's key; trpo's config has no algo.step_rule.step_size
+    write_run(tmp_path / "npg", ["algo=npg", "algo.step_rule.step_size=0.3"], return_rows([1.0, 2.0]))
+    write_run(tmp_path / "trpo", ["algo=trpo"], return_rows([1.0, 2.0]))
+    write_run(tmp_path / "npg_default", ["algo=npg"], return_rows([1.0, 2.0]),
+              config={**config_for(["algo=npg"], seed=0, env_id="Hopper-v5", max_kl=0.01, total_env_steps=1_000_000),
+                      "algo": {"max_kl": 0.01, "preset": "npg", "step_rule": {"step_size": 0.1}}})
+    labels = _labels(group_runs(load_runs([tmp_path])[0]))["Hopper-v5"]
+    assert sorted(labels) == ["algo=npg, algo.step_rule.step_size=(default)", "algo=npg, algo.step_rule.step_size=0.3",
+                              "algo=trpo"]

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 START_CLUSTER = REPO / ".ci" / "start-slurm-cluster.sh"
 BATCH = 512
 RUN = [*FAST, "checkpoint_every=0"]  # FAST's batches are BATCH steps
-#: one console line per update: "[     1024 steps | update     2] return ..."
-UPDATE_LINE = re.compile(r"^\[\s*(\d+) steps \| update\s+(\d+)\]", re.M)
+#: one console line per update: "[job 0 |      1024 steps | update     2] return ..." (the job label in a multirun)
+UPDATE_LINE = re.compile(r"^\[(?:job \d+ \| )?\s*(\d+) steps \| update\s+(\d+)\]", re.M)
 SIGNAL_CHECKPOINT = re.compile(r"(SIG\w+): checkpoint written at update (\d+) \((\d+) env steps\)")
 
 

@@ -79,3 +79,19 @@ def test_cli_exits_nonzero_with_one_line_error(tmp_path):
     out = run_cli("algo.max_kl=-1", f"hydra.run.dir={tmp_path}", timeout=120)
     assert out.returncode == 2
     assert "algo.max_kl=-1" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("total, warmup", [(1100, 0), (1100, 300), (1536, 0)])
+def test_a_budget_rounded_up_to_whole_batches_is_said_once(compose, tmp_path, caplog, total, warmup):
+    # SMOKE: 2 envs × 256 steps = 512-step batches; a warm-up of w env steps takes ⌈w/2⌉ vector steps
+    caplog.set_level("INFO", logger="trpo_lab.trainer")
+    summary = run(compose([*SMOKE, f"total_env_steps={total}", f"rollout.normalizer_warmup={warmup}"]), tmp_path / "r")
+    warm = 2 * math.ceil(warmup / 2)
+    expected = warm + 512 * math.ceil((total - warm) / 512)
+    assert summary["env_steps"] == expected  # independent of the message: the trainer's own count
+    said = [r.getMessage() for r in caplog.records if "rounded up" in r.getMessage()]
+    if expected == total:
+        assert said == []
+    else:
+        assert said == [f"total_env_steps={total} is rounded up to whole batches of 512 env steps"
+                        f"{f' after {warm} warm-up steps' if warm else ''}: the run stops at {expected} env steps"]

@@ -10,6 +10,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import batch_space
 
+from trpo_lab.mujoco_warnings import filter_known_mujoco_warnings
 from trpo_lab.snapshots import SnapshotError, UnsupportedSnapshot, restore, snapshot
 
 VECTOR_BACKENDS = ("inprocess", "gymnasium")
@@ -42,6 +43,7 @@ def check_env(env_id: str, kwargs: dict[str, Any]) -> None:
     except UnknownEnvError as e:
         raise ConfigError(str(e)) from None
     gl = os.environ.get("MUJOCO_GL")
+    filter_known_mujoco_warnings(env_id)
     try:
         gym.make(env_id, **kwargs).close()
     except gym.error.DependencyNotInstalled as e:
@@ -108,6 +110,7 @@ def make_vec_env(
     if backend not in VECTOR_BACKENDS:
         raise ValueError(f"vector env backend={backend!r} must be one of {VECTOR_BACKENDS}")
     kwargs = dict(kwargs or {})
+    filter_known_mujoco_warnings(env_id)
     fns = [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)]
     if backend == "gymnasium":
         return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

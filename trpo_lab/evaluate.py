@@ -13,8 +13,9 @@
     python -m trpo_lab.evaluate RUN_DIR --video --no-wandb        # the GIF only, no W&B upload
 
 Bad arguments and unusable run folders exit with code 2 and one line; a video that cannot be
-rendered (no MuJoCo renderer, no pygame, a read-only folder) gives one line that says why, after
-the evaluation itself has been printed.
+rendered (a renderer that loads but cannot draw, no pygame, a read-only folder) gives one line that
+says why, after the evaluation itself has been printed. A ``MUJOCO_GL`` whose library is missing stops
+before the evaluation (exit code 2, one line): mujoco cannot even be imported then.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import torch
 
 from trpo_lab.config import ConfigError, EvaluateArgs, check_values
 from trpo_lab.envs import ObservationNormalizer, make_vec_env, renderer_message
+from trpo_lab.mujoco_warnings import filter_known_mujoco_warnings
 from trpo_lab.files import write_atomic
 from trpo_lab.metrics import PairedDifference
 from trpo_lab.policies import Policy
@@ -117,6 +119,7 @@ class VideoError(RuntimeError):
 
 def _make_render_env(env_id: str, env_kwargs: dict) -> gym.Env:
     gl = os.environ.get("MUJOCO_GL")
+    filter_known_mujoco_warnings(env_id)
     try:
         return gym.make(env_id, render_mode="rgb_array", **env_kwargs)
     except gym.error.DependencyNotInstalled as e:

@@ -166,6 +166,17 @@ def run_metadata() -> dict[str, Any]:
     return meta
 
 
+def job_label() -> str | None:
+    """``job N`` (Hydra's job number) in a multirun, else None: it prefixes the job's progress lines, which
+    interleave with the other workers' on one console."""
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode is None or hc.mode.name != "MULTIRUN":
+        return None
+    return f"job {hc.job.num}"
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)

@@ -304,12 +304,32 @@ def _override_value(runs: Sequence[Run], key: str) -> str:
     return "|".join(values)
 
 
+def _uses(runs: Sequence[Run], key: str) -> bool:
+    """Whether the runs' config holds ``key`` (a dotted leaf): a variant does not use, say, the fixed step's
+    ``algo.step_rule.step_size`` under ``algo=trpo``. Group choices (``algo/line_search``), and runs without a
+    saved config, count as using it; so does a key without a dot (a group choice such as ``debug``)."""
+    if "/" in key or "." not in key:
+        return True
+    for r in runs:
+        if not r.config:
+            return True
+        node: Any = r.config
+        for part in key.lstrip("+~").split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return True
+    return False
+
+
 def _labels(sets: list[tuple[str, list[Run]]]) -> list[str]:
     """A label per ``(task, runs)`` set: the overrides whose values differ between the sets; where two sets of
     one task would still share a label, the config keys that differ between them are added."""
     keys = sorted({k for _, runs in sets for r in runs for k in r.overrides if is_label_override(k)})
     differing = [k for k in keys if len({_override_value(runs, k) for _, runs in sets}) > 1]
-    labels = [", ".join(f"{k}={_override_value(runs, k)}" for k in differing) for _, runs in sets]
+    labels = [", ".join(f"{k}={_override_value(runs, k)}" for k in differing
+                        if _override_value(runs, k) != "(default)" or _uses(runs, k)) for _, runs in sets]
     collisions: dict[tuple[str, str], list[int]] = {}
     for i, (task, _) in enumerate(sets):
         collisions.setdefault((task, labels[i]), []).append(i)

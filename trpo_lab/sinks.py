@@ -186,21 +186,24 @@ class ConsoleProgress:
         every: the line interval in updates.
         start: env steps already done (a resumed run).
         file_logger: also write each line here, whatever ``mode`` is (the run's ``train.log``).
+        label: prefixes each line and names the bar (``job N`` in a multirun, where workers share a console).
     """
 
     def __init__(
         self, total: int, mode: str = "auto", every: int = 10, start: int = 0,
-        file_logger: logging.Logger | None = None,
+        file_logger: logging.Logger | None = None, label: str | None = None,
     ) -> None:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode, self.every = mode, max(1, int(every))
         self.file_logger = file_logger
+        self.prefix = f"{label} | " if label else ""
         self.bar = None
         if mode == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit="step", unit_scale=True, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=start, unit="step", unit_scale=True, dynamic_ncols=True,
+                            desc=label)
 
     @staticmethod
     def _fmt(row: dict[str, Any]) -> str:
@@ -217,7 +220,7 @@ class ConsoleProgress:
             self.bar.set_postfix_str(self._fmt(row), refresh=False)
         if row["update"] % self.every:
             return
-        line = f"[{row[STEP_KEY]:>9d} steps | update {row['update']:>5d}] {self._fmt(row)}"
+        line = f"[{self.prefix}{row[STEP_KEY]:>9d} steps | update {row['update']:>5d}] {self._fmt(row)}"
         if self.mode == "lines":
             print(line, flush=True)
         if self.file_logger is not None:

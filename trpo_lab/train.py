@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from trpo_lab import CONFIG_DIR
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler, make_vec_env
-from trpo_lab.launch import INPUT_ERRORS, check_run, fail, hydra_error_line, run_metadata
+from trpo_lab.launch import INPUT_ERRORS, check_run, fail, hydra_error_line, job_label, run_metadata
 from trpo_lab.metrics import MonotonicTracker
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy, ValueFunction, make_policy
@@ -164,7 +164,8 @@ def build_sinks(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], wandb_run_
     return Sinks(
         jsonl=JsonlSink(run_dir / METRICS),
         console=ConsoleProgress(
-            cfg.total_env_steps, console, lg.console_every, start=start, file_logger=progress_file_logger()
+            cfg.total_env_steps, console, lg.console_every, start=start, file_logger=progress_file_logger(),
+            label=job_label(),
         ),
         wandb=wandb_sink,
     )
@@ -241,6 +242,10 @@ def main() -> None:
         if _job_started:
             raise
         fail(hydra_error_line(e))
+    except ValueError as e:  # Hydra's check of its own flags (e.g. -m with --cfg), before any job
+        if _job_started or "can be specified" not in str(e):
+            raise
+        fail(f"{hydra_error_line(e)} (--cfg prints one job's config: drop -m, e.g. python -m trpo_lab.train seed=0 --cfg job)")
 
 
 if __name__ == "__main__":

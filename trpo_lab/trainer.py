@@ -159,6 +159,8 @@ class Trainer:
         try:
             if self.env_steps == 0 and self.updates == 0 and self.normalizer_warmup > 0:
                 self.env_steps += self.collector.warm_up(self.normalizer_warmup)
+            if self.updates == 0:
+                self._say_rounded_budget()
             while self.env_steps < self.total_env_steps:
                 if self._stop_signal is not None:
                     self._checkpoint_at_signal(self._stop_signal, previous)
@@ -172,6 +174,17 @@ class Trainer:
             return summary
         finally:
             self._restore_signal_handlers(previous)
+
+    def _say_rounded_budget(self) -> None:
+        """One line at the start when the budget is not whole batches: the run collects whole batches of
+        B = T·N env steps until it has ``total_env_steps``, so it stops at S₀ + ⌈(total − S₀)/B⌉·B, with S₀ the
+        env steps before the first batch (the normaliser warm-up)."""
+        batch = self.collector.T * self.collector.N
+        final = self.env_steps + -(-max(0, self.total_env_steps - self.env_steps) // batch) * batch
+        if final != self.total_env_steps:
+            warm = f" after {self.env_steps} warm-up steps" if self.env_steps else ""
+            log.info("total_env_steps=%d is rounded up to whole batches of %d env steps%s: the run stops at %d "
+                     "env steps", self.total_env_steps, batch, warm, final)
 
     def _one_update(self) -> None:
         """Update k: collect batch k (and write row k−1), step the policy, fit the critic, run the due

@@ -8,7 +8,7 @@ R repetitions evaluates the pair N episodes each, stochastic as trained:
 Printed: the SD over repetitions of the estimated difference (the true SE of each estimator), and the mean of
 the within-repetition SE estimates (paired: sd(d)/√N; independent: √((s²_old + s²_new)/N)).
 
-    python experiments/step_statistics/paired_se.py /work/studies/step_statistics/3 --episodes 10 --repeats 10
+    python experiments/step_statistics/paired_se.py studies/step_statistics/3 --episodes 10 --repeats 10
 """
 from __future__ import annotations
 

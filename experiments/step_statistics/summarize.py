@@ -1,6 +1,6 @@
-"""Tables of the step-statistics study (issue 12) from its sweep folder.
+"""Tables of the step-statistics study from its sweep folder.
 
-    python experiments/step_statistics/summarize.py /work/studies/step_statistics experiments/step_statistics
+    python experiments/step_statistics/summarize.py studies/step_statistics experiments/step_statistics
 
 Writes runs.csv (one row per finished run) and table.md (per variant, with percentile-bootstrap 95 % CIs
 from scipy.stats.bootstrap over the variant's measured updates, pooled across its seeds).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side whole-loop throughput: trpo-lab vs sb3-contrib vs Tianshou, alternating, REPS rounds.
 # Usage: experiments/throughput/side_by_side.sh [REPS] [STEPS] [OUT.jsonl]
-# Needs the peers venv of /work/shared/bench/README.md at ~/peers. One JSON line per run is appended
+# Needs the peers venv of experiments/throughput/bench/README.md at ~/peers. One JSON line per run is appended
 # to OUT (default experiments/throughput/results/side_by_side.jsonl), tagged with "tag" and "round".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,7 +10,7 @@ STEPS=${2:-100000}
 OUT=${3:-experiments/throughput/results/side_by_side.jsonl}
 PY=${PY:-$( [ -x .venv/bin/python ] && echo "$PWD/.venv/bin/python" || command -v python3 )}  # the repo's .venv if there is one
 PEERS=${PEERS:-$HOME/peers/bin/python}
-BENCH=${BENCH:-/work/shared/bench}
+BENCH=${BENCH:-experiments/throughput/bench}
 mkdir -p "$(dirname "$OUT")"
 
 run() {  # run TAG ROUND CMD...

@@ -9,7 +9,9 @@ seed; the label names what differs), and writes into ``--out``:
 
 - ``curves.png``: the metric (default ``return/mean``, the training return as logged) against env
   steps; the line is the mean over seeds, the band a 95% percentile bootstrap over seeds (whole
-  curves resampled). A long legend sits outside the axes.
+  curves resampled); the y axis is named in words (``AXIS_NAMES``), and a variant with fewer than 5 seeds
+  is starred in the legend (its band is a rough guide, the title says so), and a variant whose curves equal an
+  earlier one's is labelled "identical to" it (one curve hides the other). A long legend sits outside the axes.
 - ``final_performance.md`` and ``.json``: per task and variant, the *final return* of each seed =
   the mean of the metric over its last ``--final-window`` updates; then the interquartile mean (IQM)
   over seeds with a 95% percentile-bootstrap CI over seeds, the mean ± standard deviation (ddof = 1), the
@@ -39,7 +41,7 @@ from trpo_lab.stats import bootstrap_band, bootstrap_ci, iqm
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = base_parser(
-        "Return curves (mean over seeds, 95%% bootstrap band) and a final-performance table "
+        "Return curves (mean over seeds, 95% bootstrap band) and a final-performance table "
         "(IQM with percentile-bootstrap CIs) for the runs below SWEEP_DIR(s)."
     )
     p.add_argument("--metric", default="return/mean", help="metrics.jsonl key to plot and score (default: return/mean)")
@@ -47,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+#: the y-axis name of a metric, in words (any other metric is named by its key)
+AXIS_NAMES = {"return/mean": "training return (stochastic policy)",
+              "eval/return_mean": "evaluation return (deterministic policy)"}
+#: a bootstrap band over fewer runs than this is flagged as a rough guide
+FEW_SEEDS = 5
 #: a legend of at most this many entries of at most this many characters goes inside each panel
 SHORT_LEGEND = (4, 28)
 
@@ -149,18 +156,26 @@ def draw_curves(groups: Groups, args: argparse.Namespace) -> Any:
     colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(all_variants)}
     styles = {v: ("-", "--", ":", "-.")[i % 4] for i, v in enumerate(all_variants)}  # coinciding curves stay visible
     for ax, (task, variants) in zip(axes.flat, groups.items()):
+        drawn: list[tuple[str, np.ndarray, np.ndarray]] = []
         for variant, runs in variants.items():
             x, curves = aligned_curves(runs, args.metric)
             mean, lo, hi = bootstrap_band(curves, min(args.resamples, 2000), args.confidence, args.seed)
-            ax.plot(x, mean, color=colors[variant], ls=styles[variant], lw=1.5, label=f"{variant} (n={len(runs)})")
+            few = "*" if len(runs) < FEW_SEEDS else ""
+            # identical runs (e.g. a line search that never acted) draw one curve over another: say so
+            twin = next((v for v, x0, c0 in drawn if np.array_equal(x0, x) and np.array_equal(c0, curves, equal_nan=True)), None)
+            same = f"; identical to {twin}" if twin else ""
+            drawn.append((variant, x, curves))
+            ax.plot(x, mean, color=colors[variant], ls=styles[variant], lw=1.5, label=f"{variant} (n={len(runs)}{few}{same})")
             ax.fill_between(x, lo, hi, color=colors[variant], alpha=0.2, lw=0)
         ax.set_title(task)
         ax.set_xlabel("env steps")
-        ax.set_ylabel(args.metric)
+        ax.set_ylabel(AXIS_NAMES.get(args.metric, args.metric))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(f"mean over seeds, {args.confidence:.0%} bootstrap band", fontsize=9)
+    few_seeds = any(len(runs) < FEW_SEEDS for variants in groups.values() for runs in variants.values())
+    warning = f"; *: a band over fewer than {FEW_SEEDS} seeds, a rough guide only" if few_seeds else ""
+    fig.suptitle(f"mean over seeds, {args.confidence:.0%} bootstrap band{warning}", fontsize=9)
     fig.tight_layout()
     entries: dict[str, Any] = {}
     for ax in axes.flat:

@@ -81,7 +81,8 @@ def draw_task(task: str, variants: dict[str, list[Run]], report: dict[str, Any],
 
         panels.append((title, draw))
 
-    paired = {v: report[v]["paired"] for v in variants if report[v]["paired"]["measured_runs"]}
+    # a run with paired evaluation off logs paired/outcome as null: measured_runs > 0 but nothing measured
+    paired = {v: report[v]["paired"] for v in variants if report[v]["paired"].get("measured", 0) > 0}
     if paired:
         def draw_paired(ax: Any) -> None:
             for i, (v, p) in enumerate(paired.items()):

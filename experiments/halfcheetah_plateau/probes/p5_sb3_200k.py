@@ -1,4 +1,4 @@
-"""P5: sb3-contrib TRPO at the bench's RL-Zoo settings (../shared/bench/sb3_trpo_return.py), 200k steps, recording per
+"""P5: sb3-contrib TRPO at the bench's RL-Zoo settings (experiments/throughput/bench/sb3_trpo_return.py), 200k steps, recording per
 update the policy std and the step KL (sb3 units: mean over action dims; x6 = the joint KL trpo-lab reports)."""
 import json, sys, numpy as np, torch
 from sb3_contrib import TRPO
