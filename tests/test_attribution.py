@@ -18,7 +18,8 @@ from trpo_lab.metrics import PolicyUpdateStats
 from trpo_lab.policies import GaussianPolicy, ValueFunction
 from trpo_lab.rollout import RolloutCollector
 from trpo_lab.schedule import Checkpoints, PairedEvaluation
-from trpo_lab.trainer import Sinks, Trainer
+from trpo_lab.sinks import Sinks
+from trpo_lab.trainer import Trainer
 
 EPISODE = 5  # steps per episode of the scripted env
 

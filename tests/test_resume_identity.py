@@ -58,7 +58,7 @@ def _resume(run_dir: Path) -> str:
 KILL_POINTS = {
     # after update 2's row is written, before the first checkpoint (update 3): resume starts from scratch
     "before_first_checkpoint": (
-        "from trpo_lab.trainer import Sinks\nreal = Sinks.log\n"
+        "from trpo_lab.sinks import Sinks\nreal = Sinks.log\n"
         "def log(self, row, *a):\n    real(self, row, *a)\n"
         "    if row['update'] == 2: os.kill(os.getpid(), signal.SIGKILL)\nSinks.log = log\n", None),
     # right after the checkpoint of update 6 is on disk

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,26 @@ class ConsoleProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@dataclass
+class Sinks:
+    """Every sink of one run: metrics.jsonl, the console (and train.log), and W&B if on."""
+
+    jsonl: JsonlSink
+    console: ConsoleProgress
+    wandb: WandbSink | None = None
+
+    def log(self, row: dict[str, Any], new_steps: int, provisional: bool = False) -> None:
+        """Write ``row`` to every sink; a ``provisional`` row (see :meth:`trpo_lab.trainer.Trainer._checkpoint_at_signal`) skips
+        W&B, whose history cannot take the row again when a resumed run completes it."""
+        self.jsonl.log(row)
+        self.console.log(row, new_steps)
+        if self.wandb is not None and not provisional:
+            self.wandb.log(row)
+
+    def close(self) -> None:
+        self.console.close()
+        self.jsonl.close()
+        if self.wandb is not None:
+            self.wandb.close()

@@ -37,7 +37,8 @@ from trpo_lab.run_folder import (
 )
 from trpo_lab.schedule import Checkpoints, Evaluation, PairedEvaluation
 from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink, done_line, progress_file_logger
-from trpo_lab.trainer import Sinks, Trainer, TrainingDiverged, TrainingInterrupted
+from trpo_lab.sinks import Sinks
+from trpo_lab.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 from trpo_lab.vine import VineCollector
 
 log = logging.getLogger(__name__)

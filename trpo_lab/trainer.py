@@ -32,7 +32,7 @@ from trpo_lab.run_folder import CHECKPOINT, write_checkpoint
 from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler
 from trpo_lab.metrics import MonotonicTracker, bound_terms, normalizer_kl_shift
-from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink
+from trpo_lab.sinks import Sinks
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy
 from trpo_lab.rollout import RolloutCollector
@@ -53,27 +53,6 @@ class TrainingInterrupted(Exception):
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive updates could not be formed (non-finite numbers)."""
-
-
-@dataclass
-class Sinks:
-    jsonl: JsonlSink
-    console: ConsoleProgress
-    wandb: WandbSink | None = None
-
-    def log(self, row: dict[str, Any], new_steps: int, provisional: bool = False) -> None:
-        """Write ``row`` to every sink; a ``provisional`` row (see :meth:`Trainer._checkpoint_at_signal`) skips
-        W&B, whose history cannot take the row again when a resumed run completes it."""
-        self.jsonl.log(row)
-        self.console.log(row, new_steps)
-        if self.wandb is not None and not provisional:
-            self.wandb.log(row)
-
-    def close(self) -> None:
-        self.console.close()
-        self.jsonl.close()
-        if self.wandb is not None:
-            self.wandb.close()
 
 
 @dataclass
