@@ -8,7 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from trpo_lab.stats import bootstrap_band, bootstrap_ci, iqm, difference_ci, mean_ci
+from scipy.stats import mannwhitneyu
+
+from trpo_lab.stats import (
+    bootstrap_band, bootstrap_ci, difference_ci, iqm, mean_ci, paired_difference_ci, probability_of_improvement,
+)
 
 
 def sort_and_slice_iqm(x) -> float:
@@ -114,3 +118,61 @@ def test_difference_ci_against_the_exact_bootstrap_distribution():
     se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)  # the normal approximation, independent of scipy
     assert d == pytest.approx(a.mean() - b.mean())
     assert lo == pytest.approx(d - 1.96 * se, abs=0.25 * se) and hi == pytest.approx(d + 1.96 * se, abs=0.25 * se)
+
+
+def test_paired_difference_of_identical_groups_is_exactly_zero_and_the_unpaired_one_is_not():
+    # the Walker2d case of mujoco_1m: two variants whose runs are bit-identical seed by seed
+    a = [4085.0, 4785.0, 4041.0, 4596.0, 4385.0]
+    assert paired_difference_ci(a, list(a)) == (0.0, 0.0, 0.0)
+    d, lo, hi = difference_ci(a, list(a))
+    assert d == 0.0 and lo < -100 and hi > 100  # unpaired: the seeds' spread, resampled twice, does not cancel
+
+
+def test_paired_difference_ci_resamples_pairs():
+    # b = a − [0, 1, 3, 9] seed by seed, a widely spread: pairing leaves only the differences, whose mean's exact
+    # bootstrap interval is enumerated (4⁴ resamples of the 4 pairs)
+    diffs = [0.0, 1.0, 3.0, 9.0]
+    a = np.array([1000.0, -500.0, 7000.0, 30.0])
+    d, lo, hi = paired_difference_ci(a, a - diffs, n_resamples=50_000, seed=1)
+    exact_lo, exact_hi, margin = exact_percentile_interval([diffs], lambda v: sum(v) / len(v), 0.95)
+    assert margin > 7 * math.sqrt(0.025 * 0.975 / 50_000)
+    assert (d, lo, hi) == (pytest.approx(3.25), pytest.approx(exact_lo), pytest.approx(exact_hi))
+    assert paired_difference_ci([2.0, 5.0], [1.0, 3.0]) [0] == 1.5
+    d, lo, hi = paired_difference_ci([2.0], [1.0])
+    assert d == 1.0 and math.isnan(lo) and math.isnan(hi)  # one pair gives no interval
+    with pytest.raises(ValueError):
+        paired_difference_ci([1.0, 2.0, 3.0], [1.0, 2.0])  # pairs must be matched
+
+
+def hand_improvement(x, y) -> float:
+    """P(X > Y) + ½ P(X = Y) by counting every pair."""
+    wins = sum(1.0 if u > v else 0.5 if u == v else 0.0 for u in x for v in y)
+    return wins / (len(x) * len(y))
+
+
+def test_probability_of_improvement_by_hand_and_against_mannwhitneyu():
+    # x = [1, 3, 4], y = [2, 3]: pairs (1,2) 0, (1,3) 0, (3,2) 1, (3,3) ½, (4,2) 1, (4,3) 1 → 3.5 / 6
+    assert probability_of_improvement([1.0, 3.0, 4.0], [2.0, 3.0])[0] == pytest.approx(7 / 12)
+    assert probability_of_improvement([5.0, 5.0], [5.0, 5.0, 5.0])[0] == 0.5
+    rng = np.random.default_rng(3)
+    for n, m in [(3, 3), (10, 3), (7, 12), (20, 20)]:
+        x, y = rng.integers(0, 6, n).astype(float), rng.integers(0, 6, m).astype(float)  # many ties
+        u = mannwhitneyu(x, y).statistic  # U of x over y, ties counted ½ (scipy's ranks)
+        assert probability_of_improvement(x, y, n_resamples=100)[0] == pytest.approx(u / (n * m), abs=1e-12)
+
+
+def test_probability_of_improvement_ci_matches_the_enumerated_bootstrap():
+    # x and y each resampled on its own: 3³ × 3³ = 729 equally likely resamples
+    x, y = [0.0, 2.0, 5.0], [1.0, 3.0, 4.0]  # at 95 % the CDF stays ≥ 31 standard errors from both levels
+    values = sorted(round(hand_improvement(rx, ry), 12)
+                    for rx in itertools.product(x, repeat=3) for ry in itertools.product(y, repeat=3))
+    support, counts = np.unique(values, return_counts=True)
+    cdf = np.cumsum(counts) / len(values)
+    levels = (0.025, 0.975)
+    exact = tuple(float(support[np.searchsorted(cdf, q)]) for q in levels)
+    assert min(np.min(np.abs(cdf - q)) for q in levels) > 7 * math.sqrt(0.025 * 0.975 / 50_000)
+    p, lo, hi = probability_of_improvement(x, y, n_resamples=50_000, confidence=0.95, seed=4)
+    assert p == pytest.approx(hand_improvement(x, y)) and (lo, hi) == (pytest.approx(exact[0]), pytest.approx(exact[1]))
+    assert probability_of_improvement([5.0, 6.0], [1.0, 2.0]) == (1.0, 1.0, 1.0)  # every resample: all pairs won
+    p, lo, hi = probability_of_improvement([5.0], [1.0, 2.0])
+    assert p == 1.0 and math.isnan(lo) and math.isnan(hi)

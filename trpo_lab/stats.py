@@ -5,7 +5,12 @@
 - :func:`bootstrap_ci`: a percentile bootstrap CI (``scipy.stats.bootstrap(..., method="percentile")``),
   stratified when given several strata: each stratum (e.g. one task's seeds) is resampled on its own,
   and the statistic is taken over their concatenation (Agarwal et al. 2021).
-- :func:`difference_ci`: the difference of two groups' means with its CI (each group resampled on its own).
+- :func:`difference_ci` (**unpaired**): the difference of two groups' means, mean(a) − mean(b), with its CI,
+  each group resampled on its own. For runs that share nothing (the peer's code against ours, or different seeds).
+- :func:`paired_difference_ci` (**paired**): the mean of the per-pair differences, mean(a_i − b_i), with its
+  CI, the pairs resampled as pairs. For runs that share a seed (same seed, same initial conditions: two of our
+  variants on one task), where the shared part of the noise cancels in each difference.
+- :func:`probability_of_improvement`: P(X > Y) + ½ P(X = Y) over runs, rliable's Mann–Whitney form, with its CI.
 - :func:`mean_ci`, :func:`bootstrap_band`: the mean over runs with its CI, for one number per run or for
   whole curves (seeds resampled as whole curves, the same resample at every point).
 
@@ -94,9 +99,10 @@ def difference_ci(
     a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_resamples: int = 10_000,
     confidence: float = 0.95, seed: int = 0,
 ) -> tuple[float, float, float]:
-    """``(mean(a) − mean(b), lower, upper)``: the difference of two groups' means (e.g. two variants' runs) with a
-    percentile bootstrap CI, each group resampled on its own. NaN bounds when a group holds fewer than two values;
-    when both groups are constant every resample gives the same difference, which is then its own interval."""
+    """**Unpaired**: ``(mean(a) − mean(b), lower, upper)``, the difference of two independent groups' means (e.g.
+    our runs and the peer's) with a percentile bootstrap CI, each group resampled on its own. NaN bounds when a
+    group holds fewer than two values; when both groups are constant every resample gives the same difference,
+    which is then its own interval. Runs paired by seed: :func:`paired_difference_ci`."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = float(x.mean() - y.mean())
     if min(x.size, y.size) < 2:
@@ -129,3 +135,69 @@ def bootstrap_band(
         )
         lo[ok], hi[ok] = result.confidence_interval.low, result.confidence_interval.high
     return mean, lo, hi
+
+
+def _percentile_ci(
+    samples: tuple[np.ndarray, ...], statistic: Statistic, n_resamples: int, confidence: float, seed: int,
+    paired: bool = False,
+) -> tuple[float, float]:
+    """``scipy.stats.bootstrap``'s percentile CI of a vectorised ``statistic(*samples, axis=-1)``; a constant
+    bootstrap distribution is its own interval (scipy may call it degenerate and return NaN)."""
+    result = _scipy_stats.bootstrap(
+        samples, statistic, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+        vectorized=True, paired=paired, random_state=np.random.default_rng(seed),
+    )
+    dist = np.asarray(result.bootstrap_distribution)
+    if np.ptp(dist) == 0:
+        return float(dist.flat[0]), float(dist.flat[0])
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def paired_difference_ci(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_resamples: int = 10_000,
+    confidence: float = 0.95, seed: int = 0,
+) -> tuple[float, float, float]:
+    """**Paired**: ``(d̄, lower, upper)`` with d_i = a_i − b_i, a_i and b_i the runs of pair i (one seed), and
+    d̄ = (1/n) Σ_i d_i, with a percentile bootstrap CI that resamples the n pairs (i.e. the d_i) with replacement.
+
+    Two groups equal run by run give exactly (0, 0, 0). NaN bounds for fewer than two pairs. Raises ValueError
+    when the groups differ in length (pairs must be matched by the caller, e.g. by seed)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"paired groups must be 1-d and of one length, got {x.shape} and {y.shape}")
+    d = x - y
+    if d.size == 0:
+        return math.nan, math.nan, math.nan
+    if d.size < 2:
+        return float(d[0]), math.nan, math.nan
+    lo, hi = _percentile_ci((d,), np.mean, n_resamples, confidence, seed)
+    return float(d.mean()), lo, hi
+
+
+def _improvement_probability(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """(1/(n·m)) Σ_i Σ_j ([x_i > y_j] + ½[x_i = y_j]) over the last axis, vectorised over the leading axes."""
+    x, y = np.moveaxis(np.asarray(x), axis, -1), np.moveaxis(np.asarray(y), axis, -1)
+    gt = (x[..., :, None] > y[..., None, :]).mean(axis=(-2, -1))
+    eq = (x[..., :, None] == y[..., None, :]).mean(axis=(-2, -1))
+    return gt + 0.5 * eq
+
+
+def probability_of_improvement(
+    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, n_resamples: int = 10_000,
+    confidence: float = 0.95, seed: int = 0,
+) -> tuple[float, float, float]:
+    """``(P, lower, upper)``: the probability that a run of X scores above a run of Y (Agarwal et al. 2021, rliable),
+
+        P(X > Y) = (1/(n·m)) Σ_{i=1..n} Σ_{j=1..m} S(x_i, y_j),   S(u, v) = 1 if u > v, ½ if u = v, 0 if u < v,
+
+    which is the Mann–Whitney U statistic of X over Y divided by n·m (``scipy.stats.mannwhitneyu(x, y).statistic
+    / (n·m)``). The CI is the percentile bootstrap with X and Y each resampled on its own (unpaired; rliable's per
+    task). P = ½ when the groups are equal; NaN bounds when a group holds fewer than two runs; NaN for an empty one.
+    """
+    u, v = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if u.size == 0 or v.size == 0:
+        return math.nan, math.nan, math.nan
+    p = float(_improvement_probability(u, v))
+    if min(u.size, v.size) < 2:
+        return p, math.nan, math.nan
+    return (p, *_percentile_ci((u, v), _improvement_probability, n_resamples, confidence, seed))

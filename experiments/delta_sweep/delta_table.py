@@ -3,8 +3,9 @@
     python experiments/delta_sweep/delta_table.py experiments/delta_sweep/runs.csv experiments/delta_sweep
 
 Writes delta_table.md and delta_sweep.png. Per δ and curvature: the final scores with and without the line
-search, what the line search buys (mean(backtracking) − mean(none) of the final deterministic evaluation, with a
-95 % percentile-bootstrap CI over seeds, scipy.stats.bootstrap, 10 000 resamples, seed 0), and how often it
+search, what the line search buys (the final deterministic evaluation, backtracking − none, **paired by seed**: both ran seeds 0–2 from
+the same initial conditions, so the mean over seeds of the per-seed difference, with a 95 % percentile-bootstrap CI
+resampling the seed pairs; trpo_lab.reports.comparisons, 10 000 resamples, seed 0), and how often it
 acts (the step taken is shorter than the full step), rejects (keeps the old parameters) and how often the
 full step violates δ at all (in the runs without a line search: what a line search would have had to catch).
 Per-run statistics across seeds follow trpo_lab.reports.run_stats: a share is the mean over runs, median KL/δ
@@ -21,7 +22,8 @@ import numpy as np
 
 from trpo_lab.reports import run_stats
 from trpo_lab.reports.markdown import format_ci
-from trpo_lab.stats import difference_ci as diff_ci, mean_ci
+from trpo_lab.reports.comparisons import compare
+from trpo_lab.stats import mean_ci
 
 
 def parse_variant(label: str) -> dict[str, str]:
@@ -36,7 +38,7 @@ def main(csv_path: str, out: str) -> None:
             cells[(float(v["algo.max_kl"]), v["algo.step_rule.curvature"], v["algo/line_search"])].append(r)
     col = lambda rows, k: np.array([float(r[k]) for r in rows])
     deltas = sorted({k[0] for k in cells})
-    lines = ["| δ | curvature | eval, no line search | eval, backtracking | line search buys (Δ eval [95 % CI]) "
+    lines = ["| δ | curvature | eval, no line search | eval, backtracking | line search buys (Δ eval, paired by seed [95 % CI]) "
              "| train, none / backtracking | full step violates δ (none / backtracking runs) | line search acts | rejects "
              "| median KL/δ taken (none / backtracking) | collapses (none / backtracking) | runs |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -45,7 +47,7 @@ def main(csv_path: str, out: str) -> None:
             none, bt = cells.get((delta, curvature, "none"), []), cells.get((delta, curvature, "backtracking"), [])
             if not none or not bt:
                 continue
-            d = diff_ci(col(bt, "eval_final"), col(none, "eval_final"))
+            d = compare(bt, none, "eval_final").difference
             pct = lambda x: f"{run_stats.mean_over_runs(x):.0%}"
             lines.append(
                 f"| {delta:g} | {curvature} | {col(none, 'eval_final').mean():.0f} ± {col(none, 'eval_final').std(ddof=1):.0f} "
@@ -58,7 +60,8 @@ def main(csv_path: str, out: str) -> None:
                 f"| {col(none, 'collapses').sum():.0f} / {col(bt, 'collapses').sum():.0f} | {len(none)} + {len(bt)} |")
     Path(out, "delta_table.md").write_text(
         "# δ × line search × curvature (Hopper-v5, 300k env steps)\n\n"
-        "eval: deterministic evaluation of the final policy over 10 episodes, mean ± std over seeds; train: training "
+        "eval: deterministic evaluation of the final policy over 10 episodes, mean ± std over seeds; *line search buys*: "
+        "backtracking − none, paired by seed (mean over seeds 0–2 of the per-seed difference, seed pairs resampled); train: training "
         "return of the last 10 updates; shares of updates averaged over seeds; collapses summed over seeds.\n\n"
         + "\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

@@ -33,10 +33,17 @@ tasks are not on one scale); mean ± std (ddof = 1) and the per-seed values; and
 runs by the rules of :mod:`trpo_lab.reports.run_stats`: counts summed, rates (the resolved improved fraction
 too) the mean over the runs where they are defined, median KL/δ the median of the per-run medians.
 
+``peer``: the peer library a run is of (its config's ``peer.name``, e.g. ``sb3_contrib_trpo``), empty for ours; an
+older ``runs.csv`` without the column reads as ours. Comparisons (:mod:`trpo_lab.reports.comparisons`): where a task
+holds a peer's runs, each of our variants beside the peer (both sides' IQM with a CI, the unpaired difference of
+means, the probability of improvement); with ``--reference VARIANT``, each of our variants against it, **paired by
+seed** where both ran the same seeds, unpaired otherwise, each row saying which. With ≥ 2 tasks, the aggregate IQM
+of normalised scores and the performance profile ``performance_profile.png`` (:mod:`trpo_lab.reports.across_tasks`).
+
 Every table can be rebuilt from ``runs.csv``: given a study's ``runs.csv`` instead of sweep folders, the
 report rewrites ``final_scores.md`` and ``.json`` from its rows (and leaves ``runs.csv`` as it is)::
 
-    python -m trpo_lab.reports.final_scores experiments/NAME/runs.csv --out experiments/NAME
+    python -m trpo_lab.reports.final_scores experiments/NAME/runs.csv --out experiments/NAME [--reference VARIANT]
 """
 from __future__ import annotations
 
@@ -51,8 +58,9 @@ from typing import Any
 
 import numpy as np
 
-from trpo_lab.reports import run_stats
+from trpo_lab.reports import across_tasks, run_stats
 from trpo_lab.reports.common import base_parser, run_report, skipped_json
+from trpo_lab.reports.comparisons import Bootstrap, Table, differences_table, find_reference, peer_table
 from trpo_lab.reports.curves import final_score
 from trpo_lab.reports.markdown import format_ci, markdown_table, sources_and_skipped
 from trpo_lab.runs import Groups, Run, display_path
@@ -64,8 +72,10 @@ COLUMNS = (
     "eval_final", "eval_final_std", "eval_episodes", "train_final",
     "collapses", "worst_drop", "violation_rate", "accepted_rate", "full_step_violation_rate",
     "line_search_acted", "line_search_rejected", "kl_over_delta_median",
-    "paired_measured", "paired_resolved", "paired_improved",
+    "paired_measured", "paired_resolved", "paired_improved", "peer",
 )
+#: columns a ``runs.csv`` written before they existed may lack (read as empty): ``peer``
+OPTIONAL_COLUMNS = ("peer",)
 #: the columns that are shares of a run's updates (:data:`trpo_lab.reports.run_stats.SHARES`)
 SHARE_COLUMNS = ("violation_rate", "accepted_rate", "full_step_violation_rate", "line_search_acted", "line_search_rejected")
 
@@ -76,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "policy; training return of the last updates) with IQM and percentile-bootstrap CIs over seeds."
     )
     p.add_argument("--final-window", type=int, default=10, help="updates averaged for train_final (default: 10)")
+    p.add_argument("--reference", default=None, help="a variant label, or a substring naming one variant per task: "
+                   "adds each other variant's difference to it (paired by seed where they share seeds)")
     return p.parse_args(argv)
 
 
@@ -105,7 +117,17 @@ def run_record(run: Run, variant: str, final_window: int) -> dict[str, Any]:
         "paired_measured": paired.measured,
         "paired_resolved": paired.resolved,
         "paired_improved": paired.improved,
+        "peer": peer_name(run.config),
     }
+
+
+def peer_name(config: dict[str, Any]) -> str | None:
+    """The peer library a run's config names (``peer=sb3_contrib`` composes ``peer: {name: sb3_contrib_trpo, ...}``;
+    ``peer=none`` adds no key), or None for the lab's own trainer."""
+    peer = config.get("peer")
+    if isinstance(peer, dict):
+        return str(peer.get("name") or "peer")
+    return str(peer) if peer not in (None, "", "none") else None
 
 
 def _score_stats(values: list[float], args: argparse.Namespace) -> dict[str, Any]:
@@ -125,7 +147,8 @@ def variant_record(task: str, variant: str, rows: list[dict[str, Any]], args: ar
     defined, median KL/δ the median of the per-run medians)."""
     fractions = [r["paired_improved"] / r["paired_resolved"] if r["paired_resolved"] else math.nan for r in rows]
     return {
-        "task": task, "variant": variant, "seeds": [r["seed"] for r in rows],
+        "task": task, "variant": variant, "peer": next((r["peer"] for r in rows if r.get("peer")), None),
+        "seeds": [r["seed"] for r in rows],
         "eval_final": _score_stats([r["eval_final"] for r in rows], args),
         "train_final": _score_stats([r["train_final"] for r in rows], args),
         "collapses": int(sum(r["collapses"] or 0 for r in rows)),
@@ -163,7 +186,7 @@ def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path, args: argpa
 #: the ``runs.csv`` columns that hold integers; every other column but the strings holds a float
 _INT_COLUMNS = ("seed", "env_steps", "updates", "eval_episodes", "collapses", "paired_measured", "paired_resolved",
                 "paired_improved")
-_STR_COLUMNS = ("task", "variant", "run", "git_commit")
+_STR_COLUMNS = ("task", "variant", "run", "git_commit", "peer")
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -176,7 +199,7 @@ def read_runs_csv(path: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     them by seed). An empty cell is None. Raises ValueError when a column is missing."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL_COLUMNS]
         if missing:
             raise ValueError(f"{path}: not a runs.csv of this report (missing columns: {', '.join(missing)})")
         table = list(reader)
@@ -184,7 +207,7 @@ def read_runs_csv(path: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     for raw in table:
         row: dict[str, Any] = {}
         for c in COLUMNS:
-            v = raw[c]
+            v = raw.get(c, "")
             row[c] = None if v == "" else v if c in _STR_COLUMNS else int(v) if c in _INT_COLUMNS else float(v)
         groups.setdefault((row["task"], row["variant"]), []).append(row)
     return {k: sorted(rows, key=lambda r: _natural_key(r["run"] or "")) for k, rows in groups.items()}
@@ -193,12 +216,15 @@ def read_runs_csv(path: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
 def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], skipped: list[tuple[Run, str]],
                  out: Path, args: argparse.Namespace) -> str:
     """Write ``final_scores.md`` and ``final_scores.json`` into ``out`` from the ``runs.csv`` rows; return the Markdown."""
+    table = comparison_table(rows_by_group)
+    boot = Bootstrap(args.resamples, args.confidence, args.seed)
+    differences = differences_table(table, args.reference, boot) if args.reference else ""  # ValueError before any file
     records = [variant_record(task, variant, rows, args) for (task, variant), rows in rows_by_group.items()]
     pct = f"{args.confidence:.0%}"
     scores = markdown_table(
         ["task", "variant", "runs", f"eval: IQM [{pct} CI]", "eval: mean ± std", "eval: per seed",
          f"train: IQM [{pct} CI]", "train: mean ± std"],
-        [(r["task"], r["variant"], len(r["seeds"]),
+        [(r["task"], r["variant"] + (" (peer)" if r["peer"] else ""), len(r["seeds"]),
           format_ci(r["eval_final"]["iqm"], *r["eval_final"]["iqm_ci"], digits=0), _mean_std(r["eval_final"]),
           ", ".join(f"{v:.0f}" for v in r["eval_final"]["per_seed"]),
           format_ci(r["train_final"]["iqm"], *r["train_final"]["iqm_ci"], digits=0), _mean_std(r["train_final"]))
@@ -209,14 +235,19 @@ def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], ski
         [(r["task"], r["variant"], r["collapses"],
           f"{r['paired_improved']}/{r['paired_resolved']} ({_pct(r['resolved_improved_fraction'])})" if r["paired_resolved"] else "n/a",
           r["paired_measured"], _pct(r["violation_rate"]), _pct(r["full_step_violation_rate"]), _pct(r["line_search_acted"]),
-          _pct(r["line_search_rejected"]), _pct(r["accepted_rate"]), f"{r['kl_over_delta_median']:.2f}")
+          _pct(r["line_search_rejected"]), _pct(r["accepted_rate"]),
+          f"{r['kl_over_delta_median']:.2f}" if math.isfinite(r["kl_over_delta_median"]) else "n/a")
          for r in records])
     text = (
         "# Final scores\n\n"
         "**eval**: the deterministic evaluation of each run's final policy (mean return over its episodes). "
         f"**train**: the training return averaged over each run's last {args.final_window} updates. "
         f"IQM: interquartile mean over seeds with a {pct} percentile-bootstrap CI over seeds ({args.resamples} "
-        f"resamples, seed {args.seed}); mean ± std over seeds (ddof = 1).\n\n" + scores
+        f"resamples, seed {args.seed}); mean ± std over seeds (ddof = 1). *(peer)*: another library's runs under "
+        "the lab's protocol.\n\n" + scores
+        + (f"\n\n## Against the peer\n\n{peer}" if (peer := peer_table(table, boot)) else "")
+        + (f"\n\n## Differences between variants\n\n{differences}" if differences else "")
+        + (f"\n\n{across}" if (across := across_tasks.section(table, boot, out / across_tasks.PROFILE_FIGURE)) else "\n")
         + "\n\n## Step statistics\n\nShares of the updates that formed a step, per run, averaged over seeds; "
         "counts summed over seeds; *median KL/δ*: the median over seeds of each run's median. "
         "*improved / resolved*: updates whose paired old-vs-new evaluation resolved a change (|mean| > 2·SE) "
@@ -234,6 +265,25 @@ def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], ski
     return text
 
 
+def check_reference(rows_by_group: dict[tuple[str, str], Any], reference: str | None) -> None:
+    """ValueError (naming the task) unless ``reference`` names exactly one variant of every task."""
+    if reference is None:
+        return
+    for task, variants in comparison_table(rows_by_group).items():
+        try:
+            find_reference(list(variants), reference)
+        except ValueError as e:
+            raise ValueError(f"--reference: {task}: {e}") from None
+
+
+def comparison_table(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]]) -> Table:
+    """``{task: {variant: rows}}`` in the report's order, for :mod:`~trpo_lab.reports.comparisons`."""
+    table: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for (task, variant), rows in rows_by_group.items():
+        table.setdefault(task, {})[variant] = rows
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tables = [d for d in args.sweep_dirs if d.suffix == ".csv"]
@@ -247,12 +297,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         out = args.out or tables[0].parent
+        try:
+            check_reference(rows_by_group, args.reference)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         out.mkdir(parents=True, exist_ok=True)
         print(write_tables(rows_by_group, [], out, args))
         print(f"wrote {out / 'final_scores.md'}, {out / 'final_scores.json'}")
         return 0
 
     def _write(groups: Groups, skipped: list[tuple[Run, str]], out: Path) -> None:
+        try:
+            check_reference({(t, v): [] for t, vs in groups.items() for v in vs}, args.reference)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
         print(write(groups, skipped, out, args))
         print(f"wrote {out / 'runs.csv'}, {out / 'final_scores.md'}, {out / 'final_scores.json'}")
 

@@ -1,0 +1,106 @@
+"""Comparisons in the reports (trpo_lab.reports.comparisons via final_scores and experiments/compare_sb3.py):
+paired by seed where runs share seeds, unpaired against a peer, both sides with a CI; checked by hand."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+from helpers import config_for, return_rows, write_run
+
+from trpo_lab.reports import final_scores
+
+ROOT = Path(__file__).resolve().parents[1]
+EVALS = {  # task → variant → eval_final of seeds 0, 1, 2
+    "Hopper-v5": {"trpo": [100.0, 200.0, 300.0], "trpo_no_ls": [110.0, 210.0, 310.0], "peer": [150.0, 250.0, 350.0]},
+    "Walker2d-v5": {"trpo": [400.0, 900.0, 650.0], "trpo_no_ls": [400.0, 900.0, 650.0], "peer": [500.0, 600.0, 700.0]},
+}
+
+
+def _sweep(root: Path) -> None:
+    for task, variants in EVALS.items():
+        for variant, evals in variants.items():
+            for seed, ev in enumerate(evals):
+                overrides = ["peer=sb3_contrib"] if variant == "peer" else [f"algo={variant}"]
+                config = config_for(overrides + [f"seed={seed}"], seed=seed, env_id=task, max_kl=0.01, total_env_steps=12000)
+                if variant == "peer":
+                    config["peer"] = {"name": "sb3_contrib_trpo", "n_envs": 2}  # as conf/peer/sb3_contrib.yaml composes
+                summary = {"env_steps": 12000, "updates": 12, "final_eval": {"return_mean": ev, "return_std": 0.0, "episodes": 10}}
+                write_run(root / f"{task}-{variant}-{seed}", overrides + [f"seed={seed}"], return_rows([ev] * 12),
+                          env_id=task, seed=seed, config=config, summary=summary)
+
+
+def _section(md: str, heading: str) -> str:
+    """The text under ``## heading`` up to the next heading."""
+    return md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _row(table: str, *cells: str) -> str:
+    """The one Markdown row that holds every cell."""
+    rows = [ln for ln in table.splitlines() if all(f"| {c} |" in ln for c in cells)]
+    assert len(rows) == 1, (cells, rows)
+    return rows[0]
+
+
+def test_final_scores_pairs_our_variants_by_seed_and_puts_the_peer_beside_them(tmp_path):
+    _sweep(tmp_path / "sweep")
+    assert final_scores.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out"), "--reference", "algo=trpo, peer"]) == 0
+    md = (tmp_path / "out" / "final_scores.md").read_text()
+    with open(tmp_path / "out" / "runs.csv", newline="") as f:
+        peers = {(r["variant"], r["peer"]) for r in csv.DictReader(f)}
+    assert {p for _, p in peers} == {"", "sb3_contrib_trpo"}
+    ours = lambda variant, task: f"algo={variant}, peer=(default)"  # the labels name what differs: algo and peer
+    peer_label = next(v for v, p in peers if p)
+    # Walker2d: bit-identical runs, paired on the 3 seeds: exactly 0; Hopper: trpo_no_ls = trpo + 10 on every seed
+    diffs = _section(md, "Differences between variants")
+    assert "| paired (3 seeds) | +0 [+0, +0] | +0 [+0, +0] |" in _row(diffs, "Walker2d-v5", ours("trpo_no_ls", "Walker2d-v5"))
+    assert "| paired (3 seeds) | +10 [+10, +10] | +10 [+10, +10] |" in _row(diffs, "Hopper-v5", ours("trpo_no_ls", "Hopper-v5"))
+    assert peer_label not in diffs  # the peer is never paired: it has its own table
+    # the peer ran the same seed numbers but other code: unpaired, its IQM with its own CI, P(ours > peer) by hand:
+    # Hopper trpo 100, 200, 300 vs peer 150, 250, 350: 0 + 1 + 2 wins of 9 pairs
+    peer_part = _section(md, "Against the peer")
+    row = _row(peer_part, "Hopper-v5", ours("trpo", "Hopper-v5"), peer_label)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "3" and cells[5] == "3" and re.fullmatch(r"250 \[\d+, \d+\]", cells[6])  # the peer's CI
+    assert cells[7].startswith("-50 [") and cells[7] != "-50 [-50, -50]"  # unpaired; paired by seed it would be exact
+    assert cells[8].startswith("0.33 [")
+    assert "**unpaired** (other code" in peer_part
+    assert f"{peer_label} (peer)" in md and "## Across tasks" in md and "| Hopper-v5 | 22.25 | 3372.00 |" in md
+    assert (tmp_path / "out" / "performance_profile.png").stat().st_size > 0
+    # rebuilt from runs.csv: the same tables
+    assert final_scores.main([str(tmp_path / "out" / "runs.csv"), "--out", str(tmp_path / "again"), "--reference", "algo=trpo, peer"]) == 0
+    strip = lambda text: text.split("\n\nSources: ")[0]
+    assert strip((tmp_path / "again" / "final_scores.md").read_text()) == strip(md)
+
+
+def test_a_committed_runs_csv_without_the_peer_column_gives_the_paired_zero(tmp_path):
+    assert final_scores.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--out", str(tmp_path), "--reference",
+                              "algo=trpo,", "--resamples", "2000"]) == 0
+    md = _section((tmp_path / "final_scores.md").read_text(), "Differences between variants")
+    assert "| paired (5 seeds) | +0 [+0, +0] | +0 [+0, +0] |" in _row(md, "Walker2d-v5", "algo=trpo_no_ls, algo.step_rule.step_size=(default)")
+
+
+def test_a_reference_naming_no_single_variant_is_a_one_line_error(tmp_path, capsys):
+    runs_csv = str(ROOT / "experiments" / "mujoco_1m" / "runs.csv")
+    assert final_scores.main([runs_csv, "--out", str(tmp_path / "out"), "--reference", "algo=trpo"]) == 2  # 2 match
+    err = capsys.readouterr().err
+    assert err.startswith("error: --reference: ") and err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_compare_sb3_bootstraps_the_peer_and_shows_no_ci_for_the_published_mean(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("compare_sb3", ROOT / "experiments" / "compare_sb3.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    figure = tmp_path / "profile.png"
+    assert module.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--reference", "algo=trpo,",
+                        "--figure", str(figure)]) == 0
+    md = capsys.readouterr().out
+    # sb3-contrib's 3 Hopper seeds 3492, 775, 1287: their IQM (= mean of 3) with a CI spanning the runs
+    assert re.search(r"\| Hopper-v5 \| sb3-contrib [^|]* \(peer\) \| 3 \| 1851 \[775, 3492\] \|", md)
+    assert "**no CI can be formed**" in md and "| 3372 ± 215 |" in md
+    diffs = _section(md, "Each variant against the reference `algo=trpo,`")
+    assert "| paired (5 seeds) | +0 [+0, +0] | +0 [+0, +0] |" in _row(diffs, "Walker2d-v5", "algo=trpo_no_ls, algo.step_rule.step_size=(default)")
+    assert figure.stat().st_size > 0 and f"]({figure.name})" in md
+    assert module.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--reference", "algo=trpo"]) == 2
