@@ -162,16 +162,21 @@ def test_probability_of_improvement_by_hand_and_against_mannwhitneyu():
 
 
 def test_probability_of_improvement_ci_matches_the_enumerated_bootstrap():
-    # x and y each resampled on its own: 3³ × 3³ = 729 equally likely resamples
-    x, y = [0.0, 2.0, 5.0], [1.0, 3.0, 4.0]  # at 95 % the CDF stays ≥ 31 standard errors from both levels
-    values = sorted(round(hand_improvement(rx, ry), 12)
-                    for rx in itertools.product(x, repeat=3) for ry in itertools.product(y, repeat=3))
+    # x and y each resampled on its own: 4⁴ × 4⁴ = 65 536 equally likely resamples; at 90 % the CDF stays ≥ 15
+    # standard errors of a 50,000-resample estimate from both levels (resampling the groups jointly, as pairs,
+    # would give [0.25, 0.75] instead of the exact [0.125, 0.875])
+    x, y = np.array([0.0, 2.0, 5.0, 7.0]), np.array([1.0, 3.0, 4.0, 6.0])
+    rx, ry = (np.array(list(itertools.product(v, repeat=4)))[:, :, None] for v in (x, y))
+    wins = (rx[:, None] > ry.transpose(0, 2, 1)[None]).mean(axis=(-2, -1))  # every resampled pair of groups
+    ties = (rx[:, None] == ry.transpose(0, 2, 1)[None]).mean(axis=(-2, -1))
+    values = np.sort(np.round(wins + 0.5 * ties, 12).ravel())
+    assert values.size == 4**8 and values[0] == 0.0 and values[-1] == 1.0
     support, counts = np.unique(values, return_counts=True)
-    cdf = np.cumsum(counts) / len(values)
-    levels = (0.025, 0.975)
+    cdf = np.cumsum(counts) / values.size
+    levels = (0.05, 0.95)
     exact = tuple(float(support[np.searchsorted(cdf, q)]) for q in levels)
-    assert min(np.min(np.abs(cdf - q)) for q in levels) > 7 * math.sqrt(0.025 * 0.975 / 50_000)
-    p, lo, hi = probability_of_improvement(x, y, n_resamples=50_000, confidence=0.95, seed=4)
+    assert min(np.min(np.abs(cdf - q)) for q in levels) > 7 * math.sqrt(0.05 * 0.95 / 50_000)
+    p, lo, hi = probability_of_improvement(x, y, n_resamples=50_000, confidence=0.9, seed=4)
     assert p == pytest.approx(hand_improvement(x, y)) and (lo, hi) == (pytest.approx(exact[0]), pytest.approx(exact[1]))
     assert probability_of_improvement([5.0, 6.0], [1.0, 2.0]) == (1.0, 1.0, 1.0)  # every resample: all pairs won
     p, lo, hi = probability_of_improvement([5.0], [1.0, 2.0])
