@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from trpo_lab.reports import across_tasks
-from trpo_lab.reports.comparisons import Bootstrap, differences_table, find_reference, iqm_ci, is_peer, peer_table
+from trpo_lab.reports.comparisons import (
+    Bootstrap, difference_records, differences_table, find_reference, iqm_ci, is_peer, peer_records, peer_table,
+)
 from trpo_lab.reports.final_scores import comparison_table, read_runs_csv
 from trpo_lab.reports.markdown import format_ci, markdown_table
 
@@ -109,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(["task", "variant", "runs", "eval IQM [95 % CI]", "eval mean ± std", "train IQM [95 % CI]",
                           "published v3 (mean ± std, 3 seeds, no CI)"], rows))
     print("\n## Ours against sb3-contrib\n")
-    print(peer_table(table, boot))
+    print(peer_table(peer_records(table, boot), boot))
     if args.reference is not None:
         ours = {t: {v: rows for v, rows in vs.items() if not is_peer(rows)} for t, vs in table.items()}
         print(f"\n## Each variant against the reference `{args.reference}`\n")
-        print(differences_table(ours, args.reference, boot))
+        print(differences_table(difference_records(ours, args.reference, boot), args.reference, boot))
     across = across_tasks.section(table, boot, args.figure)
     if across:
         print("\n" + across.rstrip("\n"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -69,6 +70,10 @@ def test_final_scores_pairs_our_variants_by_seed_and_puts_the_peer_beside_them(t
     assert "**unpaired** (other code" in peer_part
     assert f"{peer_label} (peer)" in md and "## Across tasks" in md and "| Hopper-v5 | 22.25 | 3372.00 |" in md
     assert (tmp_path / "out" / "performance_profile.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "out" / "final_scores.json").read_text())
+    (walker,) = [r for r in saved["differences"] if r["task"] == "Walker2d-v5"]
+    assert walker["eval_final"]["kind"] == "paired" and walker["eval_final"]["difference"] == [0.0, 0.0, 0.0]
+    assert {(r["task"], r["kind"]) for r in saved["against_peer"]} == {("Hopper-v5", "unpaired"), ("Walker2d-v5", "unpaired")}
     # rebuilt from runs.csv: the same tables
     assert final_scores.main([str(tmp_path / "out" / "runs.csv"), "--out", str(tmp_path / "again"), "--reference", "algo=trpo, peer"]) == 0
     strip = lambda text: text.split("\n\nSources: ")[0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -117,22 +117,34 @@ def _ci(t: tuple[float, float, float], digits: int = 0, signed: bool = True) -> 
     return format_ci(*t, digits=digits, signed=signed)
 
 
-def differences_table(table: Table, reference: str, boot: Bootstrap = Bootstrap(),
-                      keys: Sequence[tuple[str, str]] = (("eval_final", "eval"), ("train_final", "train"))) -> str:
-    """Per task, each of our variants against the variant ``reference`` names (:func:`find_reference`), with a legend.
-    Raises ValueError when a task has no such variant, before any row is formed."""
+KEYS = (("eval_final", "eval"), ("train_final", "train"))
+
+
+def difference_records(table: Table, reference: str, boot: Bootstrap = Bootstrap(),
+                       keys: Sequence[tuple[str, str]] = KEYS) -> list[dict[str, Any]]:
+    """Per task, each of our variants against the variant ``reference`` names (:func:`find_reference`): one record
+    with, per score, the comparison's kind, sizes, difference and P(variant > reference) (each a (value, lo, hi)).
+    Raises ValueError when a task has no such variant, before any comparison is made."""
     refs = {task: find_reference(list(variants), reference) for task, variants in table.items()}
-    rows = []
+    records = []
     for task, variants in table.items():
         ref = variants[refs[task]]
         for label, runs in variants.items():
-            if label == refs[task] or is_peer(runs):  # a peer: peer_table
+            if label == refs[task] or is_peer(runs):  # a peer: peer_records
                 continue
-            cmp = {k: compare(runs, ref, k, boot) for k, _ in keys}
-            first = cmp[keys[0][0]]
-            rows.append([task, label, f"{first.n_a} vs {first.n_b}", first.kind_text()]
-                        + [_ci(cmp[k].difference) for k, _ in keys]
-                        + [_ci(first.improvement, 2, signed=False)])
+            records.append({"task": task, "variant": label, "reference": refs[task],
+                            **{k: asdict(compare(runs, ref, k, boot)) for k, _ in keys}})
+    return records
+
+
+def differences_table(records: Sequence[Mapping[str, Any]], reference: str, boot: Bootstrap = Bootstrap(),
+                      keys: Sequence[tuple[str, str]] = KEYS) -> str:
+    """:func:`difference_records` as Markdown, with a legend that says what paired and unpaired mean."""
+    rows = []
+    for r in records:
+        first = Comparison(**r[keys[0][0]])
+        rows.append([r["task"], r["variant"], f"{first.n_a} vs {first.n_b}", first.kind_text()]
+                    + [_ci(r[k]["difference"]) for k, _ in keys] + [_ci(first.improvement, 2, signed=False)])
     header = (["task", "variant", "runs (variant vs reference)", "comparison"]
               + [f"{name}: Δ [{boot.pct} CI]" for _, name in keys] + [f"P({keys[0][1]}: variant > reference) [{boot.pct} CI]"])
     return (f"Each variant against the reference `{reference}` (variant − reference). **paired (n seeds)**: the two "
@@ -145,22 +157,29 @@ def differences_table(table: Table, reference: str, boot: Bootstrap = Bootstrap(
             + markdown_table(header, rows))
 
 
-def peer_table(table: Table, boot: Bootstrap = Bootstrap(), key: str = "eval_final") -> str:
-    """Per task with a peer's group, each of our variants beside each peer group: both IQMs with their CIs, the
-    unpaired difference of means and P(ours > peer); '' when no task has a peer."""
-    rows = []
+def peer_records(table: Table, boot: Bootstrap = Bootstrap(), key: str = "eval_final") -> list[dict[str, Any]]:
+    """Per task with a peer's group, each of our variants beside each peer group: both IQMs with their CIs and the
+    (unpaired) comparison of ours against the peer's on ``key``."""
+    records = []
     for task, variants in table.items():
         peers = {label: runs for label, runs in variants.items() if is_peer(runs)}
         for peer_label, peer_runs in peers.items():
             p_iqm = iqm_ci(peer_runs, key, boot)
             for label, runs in variants.items():
-                if label in peers:
-                    continue
-                cmp = compare(runs, peer_runs, key, boot)
-                rows.append([task, label, cmp.n_a, _ci(iqm_ci(runs, key, boot), signed=False), peer_label, cmp.n_b,
-                             _ci(p_iqm, signed=False), _ci(cmp.difference), _ci(cmp.improvement, 2, signed=False)])
-    if not rows:
+                if label not in peers:
+                    records.append({"task": task, "variant": label, "peer": peer_label, "key": key,
+                                    "iqm": iqm_ci(runs, key, boot), "peer_iqm": p_iqm,
+                                    **asdict(compare(runs, peer_runs, key, boot))})
+    return records
+
+
+def peer_table(records: Sequence[Mapping[str, Any]], boot: Bootstrap = Bootstrap()) -> str:
+    """:func:`peer_records` as Markdown with its legend; '' when there are none."""
+    if not records:
         return ""
+    rows = [[r["task"], r["variant"], r["n_a"], _ci(r["iqm"], signed=False), r["peer"], r["n_b"],
+             _ci(r["peer_iqm"], signed=False), _ci(r["difference"]), _ci(r["improvement"], 2, signed=False)]
+            for r in records]
     pct = boot.pct
     return ("Our runs beside the peer's, each side with its own CI (the peer's runs are bootstrapped like ours, never "
             f"taken as exact). IQM over runs, {pct} percentile-bootstrap CI. *Δ mean*: mean(ours) − mean(peer), "

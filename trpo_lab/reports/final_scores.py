@@ -60,7 +60,9 @@ import numpy as np
 
 from trpo_lab.reports import across_tasks, run_stats
 from trpo_lab.reports.common import base_parser, run_report, skipped_json
-from trpo_lab.reports.comparisons import Bootstrap, Table, differences_table, find_reference, peer_table
+from trpo_lab.reports.comparisons import (
+    Bootstrap, Table, difference_records, differences_table, find_reference, peer_records, peer_table,
+)
 from trpo_lab.reports.curves import final_score
 from trpo_lab.reports.markdown import format_ci, markdown_table, sources_and_skipped
 from trpo_lab.runs import Groups, Run, display_path
@@ -218,7 +220,8 @@ def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], ski
     """Write ``final_scores.md`` and ``final_scores.json`` into ``out`` from the ``runs.csv`` rows; return the Markdown."""
     table = comparison_table(rows_by_group)
     boot = Bootstrap(args.resamples, args.confidence, args.seed)
-    differences = differences_table(table, args.reference, boot) if args.reference else ""  # ValueError before any file
+    diff_records = difference_records(table, args.reference, boot) if args.reference else []  # ValueError before any file
+    peers = peer_records(table, boot)
     records = [variant_record(task, variant, rows, args) for (task, variant), rows in rows_by_group.items()]
     pct = f"{args.confidence:.0%}"
     scores = markdown_table(
@@ -245,8 +248,9 @@ def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], ski
         f"IQM: interquartile mean over seeds with a {pct} percentile-bootstrap CI over seeds ({args.resamples} "
         f"resamples, seed {args.seed}); mean ± std over seeds (ddof = 1). *(peer)*: another library's runs under "
         "the lab's protocol.\n\n" + scores
-        + (f"\n\n## Against the peer\n\n{peer}" if (peer := peer_table(table, boot)) else "")
-        + (f"\n\n## Differences between variants\n\n{differences}" if differences else "")
+        + (f"\n\n## Against the peer\n\n{peer_table(peers, boot)}" if peers else "")
+        + (f"\n\n## Differences between variants\n\n{differences_table(diff_records, args.reference, boot)}"
+           if args.reference else "")
         + (f"\n\n{across}" if (across := across_tasks.section(table, boot, out / across_tasks.PROFILE_FIGURE)) else "\n")
         + "\n\n## Step statistics\n\nShares of the updates that formed a step, per run, averaged over seeds; "
         "counts summed over seeds; *median KL/δ*: the median over seeds of each run's median. "
@@ -260,7 +264,8 @@ def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], ski
     (out / "final_scores.md").write_text(text, encoding="utf-8")
     (out / "final_scores.json").write_text(json.dumps({
         "final_window": args.final_window, "confidence": args.confidence, "resamples": args.resamples,
-        "seed": args.seed, "records": records, "skipped": skipped_json(skipped),
+        "seed": args.seed, "records": records, "reference": args.reference, "differences": diff_records,
+        "against_peer": peers, "skipped": skipped_json(skipped),
     }, indent=2) + "\n", encoding="utf-8")
     return text
 
