@@ -8,7 +8,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 from helpers import config_for, return_rows, write_run
 
 from trpo_lab.reports import final_scores
