@@ -114,6 +114,14 @@ def test_reports_read_the_run_under_the_peers_name(peer_run, tmp_path):
     assert float(row["eval_final"]) == pytest.approx(read_summary(run_dir)["final_eval"]["return_mean"])
 
 
+def test_trpo_evaluate_refuses_a_peers_folder_in_one_line(peer_run, capsys):
+    from trpo_lab.evaluate import main
+
+    assert main([str(peer_run[0])]) == 2
+    assert capsys.readouterr().err.strip().endswith("holds a peer's run (sb3_contrib_trpo), not a trpo-lab checkpoint; "
+                                                    "its final deterministic evaluation is summary.json's final_eval")
+
+
 def test_a_peer_and_the_lab_are_labelled_apart():
     def run(name: str, overrides: dict, peer: str | None, line_search: str = "backtracking") -> Run:
         config = {"env": {"id": "Hopper-v5"}, "seed": 0, "algo": {"max_kl": 0.01, "line_search": line_search}}

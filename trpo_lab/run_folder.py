@@ -339,6 +339,9 @@ def build_from_folder(run_dir: Path) -> SavedRun:
         env_id, env_kwargs = cfg.env.id, OmegaConf.to_container(cfg.env.kwargs)
     except Exception as e:  # noqa: BLE001 - corrupt YAML, or not a trpo-lab config
         raise CheckpointError(f"{cfg_path} is not a readable trpo-lab config ({type(e).__name__})") from None
+    if (run_dir / PEER_MODEL).exists():
+        raise CheckpointError(f"{run_dir} holds a peer's run ({cfg.peer.name}), not a trpo-lab checkpoint; its final "
+                              f"deterministic evaluation is {SUMMARY}'s final_eval")
     state = load_checkpoint(run_dir)
     check_env(env_id, env_kwargs)
     envs = make_vec_env(env_id, 1, env_kwargs)
