@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write constraints.txt: the installed version of every package in trpo-lab's dependency closure.
 
-The closure is pyproject.toml's dependencies plus the ``test`` and ``launchers`` extras, followed recursively
+The closure is pyproject.toml's dependencies plus the ``test``, ``launchers`` and ``peers`` extras, followed recursively
 through each installed distribution's requirements (markers evaluated for this interpreter). Versions are
 written without a local label (``torch==2.13.0``, not ``2.13.0+cpu``): ``==2.13.0`` still admits the CPU
 build, and the same file works where only the public index is reachable.
@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("test", "launchers")
+EXTRAS = ("test", "launchers", "peers")
 
 
 def closure(requirements: list[Requirement]) -> dict[str, str]:
@@ -53,7 +53,7 @@ def main() -> None:
     reqs += [Requirement(r) for e in EXTRAS for r in project["optional-dependencies"][e]]
     pins = closure(reqs)
     lines = [
-        "# The versions trpo-lab's tests passed with: its dependency closure, pinned (with the test and launchers",
+        "# The versions trpo-lab's tests passed with: its dependency closure, pinned (with the test, launchers and peers",
         "# extras). CI installs with `-c constraints.txt`. Regenerate with `python3 .ci/freeze-constraints.py`.",
         f"# Python {sys.version_info.major}.{sys.version_info.minor}, {sys.platform}.",
         *(f"{name}=={version}" for name, version in sorted(pins.items())),

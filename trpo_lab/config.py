@@ -214,6 +214,8 @@ class LoggerConfig:
 
 
 RESUME_MODES = ("auto", "overwrite")
+#: top-level groups that may be absent (``peer=none`` adds no key); each is checked by its own module
+OPTIONAL_GROUPS = ("peer",)
 RESUME_ALLOWED = "true, false, auto, overwrite or a run folder"
 
 
@@ -328,7 +330,7 @@ def _check_node(path: str, node: DictConfig, schema: type) -> None:
     hints = typing.get_type_hints(schema)
     fields = {f.name: f for f in dataclasses.fields(schema)}
     for name in node:
-        if name not in fields:
+        if name not in fields and not (path == "" and name in OPTIONAL_GROUPS):
             where = path or "the config"
             raise ConfigError(f"{_join(path, name)} is not a config key of {where} (known: {', '.join(fields)})")
     for name, f in fields.items():
@@ -357,6 +359,11 @@ def validate(cfg: DictConfig) -> None:
     and renderer load) are :func:`trpo_lab.envs.check_env`.
     """
     _check_node("", cfg, TrainConfig)
+    if "peer" in cfg:  # another implementation runs (trpo_lab/peers/): the trainer's cross-key rules do not apply
+        from trpo_lab.peers import Sb3ContribConfig
+
+        _check_node("peer", cfg.peer, Sb3ContribConfig)  # whole rollouts run until total_env_steps is reached
+        return
     n, b = cfg.rollout.num_envs, cfg.rollout.batch_size
     if b < n or b % n:
         raise _fail("rollout.batch_size", b, f"a multiple of rollout.num_envs ({n}), at least {n}")

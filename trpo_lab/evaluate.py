@@ -50,7 +50,7 @@ def _act(policy: Policy, raw_obs: np.ndarray, obs_normalizer: ObservationNormali
     return a if policy.discrete else np.clip(a, space.low, space.high)
 
 
-def _episode_returns(
+def episode_returns(
     envs: gym.vector.VectorEnv, seed: int, act: Callable[[np.ndarray], np.ndarray],
 ) -> list[float]:
     """Returns of one episode per sub-env of ``envs``, run side by side from ``reset(seed)``;
@@ -73,7 +73,7 @@ def evaluate_policy(
 ) -> list[float]:
     """Returns of one deterministic episode per sub-env of ``envs``, run side by side from ``reset(seed)``."""
     space = envs.single_action_space
-    return _episode_returns(envs, seed, lambda raw: _act(policy, raw, obs_normalizer, space))
+    return episode_returns(envs, seed, lambda raw: _act(policy, raw, obs_normalizer, space))
 
 
 def evaluate_stochastic(
@@ -96,7 +96,7 @@ def evaluate_stochastic(
             a = sample(policy.dist_params(torch.from_numpy(obs))[0].numpy())
         return a if policy.discrete else np.clip(a, space.low, space.high)
 
-    return _episode_returns(envs, seed, act)
+    return episode_returns(envs, seed, act)
 
 
 def paired_evaluation(

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from trpo_lab.config import ConfigError, validate
 from trpo_lab.envs import check_env
 from trpo_lab.files import git_commit
+from trpo_lab.peers import check_peer_available
 from trpo_lab.resume import check_run_folder, is_resume_path, resolve_resume_path
 from trpo_lab.run_folder import CheckpointError
 
@@ -57,6 +58,7 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
     """Every check on one job, in the order a user would fix them: config keys, the env, the folder
     (writable, bound to this config) and the checkpoint to continue from. Creates nothing."""
     validate(cfg)
+    check_peer_available(cfg)
     check_env(cfg.env.id, OmegaConf.to_container(cfg.env.kwargs))
     check_run_folder(cfg, run_dir, "run folder")
 
@@ -119,6 +121,7 @@ class Preflight(Callback):
             label = " ".join(overrides) or "(no overrides)"
             try:
                 validate(task)
+                check_peer_available(task)
                 env_key = f"{task.env.id} {OmegaConf.to_container(task.env.kwargs)}"
                 if env_key not in envs_checked:
                     check_env(task.env.id, OmegaConf.to_container(task.env.kwargs))

@@ -40,6 +40,9 @@ SEPARATES_VARIANTS = ("total_env_steps",)
 NON_LABEL_OVERRIDES = ("env", "env.id")
 NON_LABEL_PREFIXES = ("hydra.",)
 
+#: groups a peer's run (``peer=...``, :mod:`trpo_lab.peers`) composes but ignores: they never label it
+TRAINER_ONLY = ("algo", "sampling", "rollout", "policy", "critic")
+
 #: folders that never hold runs (W&B's files, submitit's logs, Hydra's job metadata)
 _SKIP_DIRS = {"wandb", ".submitit", ".hydra", "__pycache__"}
 
@@ -133,6 +136,12 @@ class Run:
     def seed(self) -> int | None:
         seed = self.config.get("seed", self.overrides.get("seed"))
         return None if seed is None else int(seed)
+
+    @property
+    def peer(self) -> str | None:
+        """``peer.name`` for a run of another implementation (:mod:`trpo_lab.peers`), None for the lab's trainer."""
+        peer = self.config.get("peer")
+        return str(peer["name"]) if isinstance(peer, dict) and "name" in peer else None
 
     @property
     def max_kl(self) -> float | None:
@@ -326,10 +335,19 @@ def _uses(runs: Sequence[Run], key: str) -> bool:
 def _labels(sets: list[tuple[str, list[Run]]]) -> list[str]:
     """A label per ``(task, runs)`` set: the overrides whose values differ between the sets; where two sets of
     one task would still share a label, the config keys that differ between them are added."""
-    keys = sorted({k for _, runs in sets for r in runs for k in r.overrides if is_label_override(k)})
+    keys = sorted({k for _, runs in sets for r in runs for k in r.overrides if is_label_override(k) and k != "peer"})
     differing = [k for k in keys if len({_override_value(runs, k) for _, runs in sets}) > 1]
-    labels = [", ".join(f"{k}={_override_value(runs, k)}" for k in differing
-                        if _override_value(runs, k) != "(default)" or _uses(runs, k)) for _, runs in sets]
+
+    with_peer = any(runs[0].peer for _, runs in sets)
+
+    def label(runs: list[Run]) -> str:
+        peer = runs[0].peer
+        parts = [f"{k}={_override_value(runs, k)}" for k in differing
+                 if (_override_value(runs, k) != "(default)" or _uses(runs, k))
+                 and not (peer and k.lstrip("+~").split("/")[0].split(".")[0] in TRAINER_ONLY)]
+        return ", ".join(([peer] if peer else ["trpo-lab"] if with_peer else []) + parts)
+
+    labels = [label(runs) for _, runs in sets]
     collisions: dict[tuple[str, str], list[int]] = {}
     for i, (task, _) in enumerate(sets):
         collisions.setdefault((task, labels[i]), []).append(i)
@@ -346,7 +364,8 @@ def group_runs(runs: Sequence[Run]) -> Groups:
     """``{task: {label: [runs]}}``: runs with the same :meth:`Run.setting` (config equal but for the keys of
     :func:`learns_the_same`) pooled, tasks sorted, variants and runs in the order first seen.
 
-    E.g. runs of ``algo=npg,trpo seed=0,1`` are labelled ``algo=npg`` and ``algo=trpo``. A key that a
+    E.g. runs of ``algo=npg,trpo seed=0,1`` are labelled ``algo=npg`` and ``algo=trpo``. A peer's label starts
+    with its ``peer.name`` (``sb3_contrib_trpo``); beside one, the lab's labels start with ``trpo-lab``. A key that a
     run does not override counts as its own value (``key=(default)``); a smoke run beside a full run
     is its own group (``debug=smoke``). If only the seed differs, the label is ``all runs``.
     """

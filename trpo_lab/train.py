@@ -173,7 +173,8 @@ def build_sinks(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], wandb_run_
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train with ``cfg``, writing into ``run_dir``; returns (and writes) ``summary.json``.
+    """Train with ``cfg`` (the lab's trainer, or the peer of ``cfg.peer``), writing into ``run_dir``; returns (and
+    writes) ``summary.json``.
 
     A finished run of the same config in ``run_dir`` is not run again (its summary is returned)."""
     run_dir = Path(run_dir)
@@ -182,6 +183,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if done is not None:
         log.info("%s is already complete (%d env steps): nothing to do", run_dir, done["env_steps"])
         return done
+    if "peer" in cfg:  # another implementation under the lab's protocol (trpo_lab/peers/)
+        from trpo_lab.peers import run_peer
+
+        return run_peer(cfg, run_dir)
     meta = run_metadata()
     with build_trainer(cfg, run_dir, meta) as trainer:
         summary = trainer.run_updates()
