@@ -1,0 +1,249 @@
+"""The trpo_paper study's verdicts: one per claim of the TRPO paper, with paired-by-seed CIs.
+
+    python experiments/trpo_paper/verdicts.py SWEEP_DIR [SWEEP_DIR ...] --out experiments/trpo_paper/TASK
+    python experiments/trpo_paper/verdicts.py experiments/trpo_paper/TASK/curve_stats.csv --out experiments/trpo_paper/TASK
+
+From run folders it writes ``curve_stats.csv`` (one row per run) and from that CSV alone everything else, so a
+committed record recomputes without the run folders. Per run (the runs of ``experiment=trpo_paper``; its two
+groups name the sampler, ``experiment/paper_task`` = TASK_SAMPLER, and the variant, ``experiment/paper_variant``):
+
+- ``eval_final``: the deterministic evaluation of the final policy (``summary.json``'s ``final_eval``, 10 episodes).
+- ``train_auc``: the area under the training-return curve per env step, (1/(S_end − S_0))·∫ return d(env steps),
+  by the trapezoid rule over the logged updates: the whole run's learning speed at equal simulator steps
+  (the paper's Figure 4 compares curves, not only end points).
+- ``steps_to_threshold``: the first ``env_steps`` at which the training return reached ``--threshold``
+  (nan when it never did).
+- ``paired_measured`` / ``paired_resolved`` / ``paired_improved``: updates the paired old-vs-new evaluation
+  measured, resolved (|mean| > 2 SE) and found improving.
+
+The claims, each a difference A − B over seeds, paired by seed (runs of one seed share the initial policy and the
+first env seeds; :func:`trpo_lab.stats.paired_difference_ci`), 95 % percentile bootstrap:
+
+1. vine − single path, per variant present with both samplers;
+2. TRPO − the best fixed-step NPG, per sampler (the best α by mean ``eval_final`` over seeds, as the paper kept
+   the best final result: choosing on the same runs favours NPG);
+3. empirical − analytic Fisher (``trpo_empirical_fisher`` − ``trpo``), per sampler;
+4. max − mean KL (``trpo_max_kl`` − ``trpo``), per sampler.
+
+A claim's difference is "resolved" when its CI excludes 0.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without `pip install -e .`
+
+from trpo_lab.reports.curves import aligned_curves  # noqa: E402
+from trpo_lab.reports.markdown import markdown_table  # noqa: E402
+from trpo_lab.runs import Run, display_path, load_complete_runs  # noqa: E402
+from trpo_lab.stats import bootstrap_band, bootstrap_ci, paired_difference_ci  # noqa: E402
+
+COLUMNS = ["task", "sampler", "variant", "seed", "run", "git_commit", "env_steps", "updates", "eval_final", "train_auc",
+           "steps_to_threshold", "paired_measured", "paired_resolved", "paired_improved"]
+SCORES = {"eval_final": "final deterministic return", "train_auc": "training return, area per env step"}
+
+
+def run_record(run: Run, threshold: float) -> dict[str, Any]:
+    """One ``curve_stats.csv`` row for a finished run of ``experiment=trpo_paper``."""
+    task_sampler = run.overrides.get("experiment/paper_task", "")
+    x, y = run.column("env_steps"), run.column("return/mean")
+    ok = np.isfinite(x) & np.isfinite(y)
+    auc = float(np.trapezoid(y[ok], x[ok]) / (x[ok][-1] - x[ok][0])) if ok.sum() >= 2 else math.nan
+    reached = x[ok][y[ok] >= threshold]
+    outcome = run.column("paired/outcome")
+    return {
+        "task": run.task,
+        "sampler": "vine" if task_sampler.endswith("_vine") else "single_path",
+        "variant": run.overrides.get("experiment/paper_variant", "trpo"),
+        "seed": run.seed,
+        "run": display_path(run.path),
+        "git_commit": (run.summary or {}).get("meta", {}).get("git_commit", ""),
+        "env_steps": int(x[np.isfinite(x)][-1]),
+        "updates": len(run.rows),
+        "eval_final": float(((run.summary or {}).get("final_eval") or {}).get("return_mean", math.nan)),
+        "train_auc": auc,
+        "steps_to_threshold": float(reached[0]) if reached.size else math.nan,
+        "paired_measured": int(np.isfinite(outcome).sum()),
+        "paired_resolved": int((np.abs(outcome) == 1).sum()),
+        "paired_improved": int((outcome == 1).sum()),
+    }
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    def value(k: str, v: str) -> Any:
+        if k in ("task", "sampler", "variant", "run", "git_commit"):
+            return v
+        return math.nan if v == "" else float(v)
+    with path.open() as f:
+        return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+Cells = dict[tuple[str, str], dict[int, dict[str, Any]]]
+
+
+def cells(records: Sequence[dict[str, Any]]) -> Cells:
+    """(sampler, variant) → seed → record."""
+    out: Cells = defaultdict(dict)
+    for r in records:
+        out[(r["sampler"], r["variant"])][int(r["seed"])] = r
+    return out
+
+
+def compare(by: Cells, a: tuple[str, str], b: tuple[str, str], score: str, seed: int) -> dict[str, Any] | None:
+    """A − B over the seeds both have, paired by seed; None when fewer than 2 seeds pair."""
+    seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
+    if len(seeds) < 2:
+        return None
+    xa = np.array([by[a][s][score] for s in seeds], dtype=float)
+    xb = np.array([by[b][s][score] for s in seeds], dtype=float)
+    d, lo, hi = paired_difference_ci(xa, xb, seed=seed)
+    verdict = "A better" if lo > 0 else "B better" if hi < 0 else "not resolved"
+    return {"A": "/".join(a), "B": "/".join(b), "score": score, "seeds": len(seeds), "mean_A": float(xa.mean()),
+            "mean_B": float(xb.mean()), "diff": d, "ci": (lo, hi), "verdict": verdict}
+
+
+def best_npg(by: Cells, sampler: str) -> str | None:
+    """The NPG α variant with the best mean ``eval_final`` for ``sampler``."""
+    npg = {v: np.mean([r["eval_final"] for r in seeds.values()]) for (s, v), seeds in by.items()
+           if s == sampler and v.startswith("npg")}
+    return max(npg, key=npg.__getitem__) if npg else None
+
+
+def claims(by: Cells, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    samplers = sorted({s for s, _ in by})
+    variants = sorted({v for _, v in by})
+    pairs: list[tuple[str, tuple[str, str], tuple[str, str]]] = []
+    for v in variants:
+        pairs.append(("1 vine vs single path", ("vine", v), ("single_path", v)))
+    for s in samplers:
+        npg = best_npg(by, s)
+        if npg:
+            pairs.append(("2 TRPO vs best NPG", (s, "trpo"), (s, npg)))
+        pairs.append(("3 empirical vs analytic FIM", (s, "trpo_empirical_fisher"), (s, "trpo")))
+        pairs.append(("4 max vs mean KL", (s, "trpo_max_kl"), (s, "trpo")))
+    out = []
+    for claim, a, b in pairs:
+        for score in SCORES:
+            c = compare(by, a, b, score, seed)
+            if c is not None:
+                out.append((claim, c))
+    return out
+
+
+def resolved_fractions(by: Cells, seed: int) -> list[dict[str, Any]]:
+    """Per cell: the share of measured updates the paired evaluation resolved, and of those the share improving,
+    pooled over runs, with a bootstrap CI over runs (runs resampled, ratio of sums)."""
+    out = []
+    for (s, v), seeds in sorted(by.items()):
+        m = np.array([r["paired_measured"] for r in seeds.values()], dtype=float)
+        res = np.array([r["paired_resolved"] for r in seeds.values()], dtype=float)
+        imp = np.array([r["paired_improved"] for r in seeds.values()], dtype=float)
+        if m.sum() == 0:
+            continue
+        idx = np.arange(m.size)
+
+        def ratio(num: np.ndarray, den: np.ndarray):
+            return lambda i, axis=-1: num[i.astype(int)].sum(axis=axis) / np.maximum(den[i.astype(int)].sum(axis=axis), 1)
+        out.append({"sampler": s, "variant": v, "runs": int(m.size), "measured": int(m.sum()),
+                    "resolved": int(res.sum()), "resolved_share": res.sum() / m.sum(),
+                    "resolved_ci": bootstrap_ci([idx], ratio(res, m), seed=seed),
+                    "improved_of_resolved": imp.sum() / res.sum() if res.sum() else math.nan,
+                    "improved_ci": bootstrap_ci([idx], ratio(imp, res), seed=seed) if res.sum() else (math.nan,) * 2})
+    return out
+
+
+def fmt(x: float, digits: int = 0) -> str:
+    return "–" if not math.isfinite(x) else f"{x:,.{digits}f}"
+
+
+def report(records: list[dict[str, Any]], seed: int) -> str:
+    by = cells(records)
+    task = records[0]["task"]
+    lines = [f"# trpo_paper verdicts: {task}\n",
+             f"{len(records)} runs from {sorted({r['git_commit'][:7] for r in records})}. Written by "
+             "`experiments/trpo_paper/verdicts.py` (its docstring defines every column); differences are A − B, "
+             "**paired by seed**, 95 % percentile bootstrap CI over seeds.\n",
+             "## Claims\n"]
+    rows = [[claim, c["A"], c["B"], SCORES[c["score"]], c["seeds"], fmt(c["mean_A"], 1), fmt(c["mean_B"], 1),
+             f"{fmt(c['diff'], 1)} [{fmt(c['ci'][0], 1)}, {fmt(c['ci'][1], 1)}]", c["verdict"]]
+            for claim, c in claims(by, seed)]
+    lines.append(markdown_table(["claim", "A", "B", "score", "seeds", "mean A", "mean B", "A − B [95 % CI]", "verdict"], rows))
+    lines.append("\n## Paired evaluation: how many updates it resolved (pooled over runs, CI over runs)\n")
+    rf = resolved_fractions(by, seed)
+    lines.append(markdown_table(
+        ["sampler", "variant", "runs", "measured", "resolved", "resolved share [CI]", "improved / resolved [CI]"],
+        [[r["sampler"], r["variant"], r["runs"], r["measured"], r["resolved"],
+          f"{r['resolved_share']:.2f} [{r['resolved_ci'][0]:.2f}, {r['resolved_ci'][1]:.2f}]",
+          f"{fmt(r['improved_of_resolved'], 2)} [{fmt(r['improved_ci'][0], 2)}, {fmt(r['improved_ci'][1], 2)}]"]
+         for r in rf]))
+    lines.append("\n## Per cell (mean over seeds)\n")
+    lines.append(markdown_table(
+        ["sampler", "variant", "seeds", "eval_final", "train_auc", "reached threshold", "env steps", "updates"],
+        [[s, v, len(sd), fmt(np.mean([r["eval_final"] for r in sd.values()]), 1),
+          fmt(np.mean([r["train_auc"] for r in sd.values()]), 1),
+          f"{sum(math.isfinite(r['steps_to_threshold']) for r in sd.values())}/{len(sd)}",
+          fmt(np.mean([r["env_steps"] for r in sd.values()])), fmt(np.mean([r["updates"] for r in sd.values()]))]
+         for (s, v), sd in sorted(by.items())]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[Run], out: Path) -> None:
+    """curves.png: training return against env steps, one panel per sampler, mean over seeds with a 95 % band."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        rec = run_record(r, math.inf)
+        groups[rec["sampler"]][rec["variant"]].append(r)
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), sharey=True, squeeze=False)
+    for ax, (sampler, variants) in zip(axes[0], sorted(groups.items())):
+        for variant, rs in sorted(variants.items()):
+            x, ys = aligned_curves(rs)
+            mean, lo, hi = bootstrap_band(ys)
+            (line,) = ax.plot(x, mean, label=f"{variant} (n={len(rs)})", lw=1.4)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
+        ax.set_title(f"{runs[0].task}: {sampler.replace('_', ' ')}")
+        ax.set_xlabel("env steps (vine: trunk and branches)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0][0].set_ylabel("training return (mean of the batch's episodes)")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("sources", nargs="+", type=Path, help="sweep folders, or one curve_stats.csv")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threshold", type=float, default=950.0, help="training return for steps_to_threshold (default 950)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
+    a = p.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    if len(a.sources) == 1 and a.sources[0].suffix == ".csv":
+        records = read_csv(a.sources[0])
+    else:
+        runs, _ = load_complete_runs(a.sources)  # reports the skipped runs on stderr
+        records = [run_record(r, a.threshold) for r in runs]
+        with (a.out / "curve_stats.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, COLUMNS)
+            w.writeheader()
+            w.writerows(records)
+        plot(runs, a.out)
+    (a.out / "verdicts.md").write_text(report(records, a.seed))
+    print((a.out / "verdicts.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
