@@ -113,7 +113,7 @@ def test_the_proxy_is_the_window_of_the_last_episodes_across_batches(tmp_path):
     """Batches of 3 steps per env, 5-step episodes: episodes end in batches 2, 4 and 5 (two each, one per env),
     and each mixes the policies of the batches it spans. The window holds the last 3."""
     shifts = [1.0, -2.0, 3.0, 0.5, 4.0, -1.0]
-    rows, _ = _train(tmp_path, shifts, steps_per_env=3, window=3)
+    rows, trainer = _train(tmp_path, shifts, steps_per_env=3, window=3)
     mu = np.cumsum([0.0, *shifts])  # μ during batch j is mu[j − 1]
     finished = {j: [] for j in range(1, len(shifts) + 1)}  # batch → the returns of the episodes it finished
     for e in range(1, 4):
@@ -138,6 +138,7 @@ def test_the_proxy_is_the_window_of_the_last_episodes_across_batches(tmp_path):
         assert rows[k - 1]["return/delta"] == pytest.approx(proxy[k] - proxy[k - 1], abs=1e-5)
     assert rows[1]["return/delta"] == 0.0 and rows[-1]["return/delta"] is None
     assert rows[-1]["return/best"] == pytest.approx(max(p for p in proxy if p is not None), abs=1e-5)
+    assert trainer.summary(1.0)["final_return"] == pytest.approx(proxy[-1], abs=1e-5)  # the last return/mean
 
 
 def test_paired_evaluation_every_kth_update_and_null_otherwise(tmp_path):
