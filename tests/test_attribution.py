@@ -16,6 +16,7 @@ from trpo_lab.evaluate import paired_evaluation
 from trpo_lab.sinks import ConsoleProgress, JsonlSink
 from trpo_lab.metrics import PolicyUpdateStats
 from trpo_lab.policies import GaussianPolicy, ValueFunction
+from trpo_lab.return_window import ReturnWindow
 from trpo_lab.rollout import RolloutCollector
 from trpo_lab.schedule import Checkpoints, PairedEvaluation
 from trpo_lab.sinks import Sinks
@@ -68,21 +69,23 @@ class ShiftMean:
         return dataclasses.replace(stats, skipped=0.0, skipped_reason="", accepted=1.0, fraction=1.0)
 
 
-def _train(tmp_path, shifts, log_std=-20.0, paired_every=1, warmup=0, normalize_obs=False):
+def _train(tmp_path, shifts, log_std=-20.0, paired_every=1, warmup=0, normalize_obs=False, steps_per_env=EPISODE,
+           window=2):
     num_envs = 2
     envs = _envs(num_envs)
     policy = _policy(log_std)
     critic = ValueFunction(1, (4,))
     obs_norm = ObservationNormalizer((1,), enabled=normalize_obs)
     rew = RewardScaler(num_envs, 0.99, enabled=False)
-    collector = RolloutCollector(envs, policy, critic, steps_per_env=EPISODE, gamma=0.99, gae_lambda=0.95,
+    collector = RolloutCollector(envs, policy, critic, steps_per_env=steps_per_env, gamma=0.99, gae_lambda=0.95,
                                  obs_normalizer=obs_norm, reward_scaler=rew, seed=0)
-    batch = num_envs * EPISODE
+    batch = num_envs * steps_per_env
     with Trainer(
         collector=collector, update=ShiftMean(shifts), critic_fitter=CriticFitter(critic, epochs=1),
         policy=policy, critic=critic, obs_normalizer=obs_norm, reward_scaler=rew, gamma=0.99,
         total_env_steps=warmup + batch * len(shifts), run_dir=tmp_path, checkpoints=Checkpoints(every=0),
         measurements=[PairedEvaluation(_envs(3), paired_every, seed=10_000)], normalizer_warmup=warmup,
+        return_window=ReturnWindow(window),  # default: one episode per env per batch, so the window is batch k's
     ) as trainer:
         trainer.sinks = Sinks(jsonl=JsonlSink(tmp_path / "metrics.jsonl"), console=ConsoleProgress(trainer.total_env_steps, "off"))
         trainer.run_updates()
@@ -104,6 +107,38 @@ def test_row_k_measures_update_k(tmp_path):
     last = rows[-1]
     assert (last["monotonic/improved"], last["monotonic/worsened"], last["monotonic/resolved"]) == (3, 1, 4)
     assert last["monotonic/improved_fraction"] == pytest.approx(3 / 4)
+
+
+def test_the_proxy_is_the_window_of_the_last_episodes_across_batches(tmp_path):
+    """Batches of 3 steps per env, 5-step episodes: episodes end in batches 2, 4 and 5 (two each, one per env),
+    and each mixes the policies of the batches it spans. The window holds the last 3."""
+    shifts = [1.0, -2.0, 3.0, 0.5, 4.0, -1.0]
+    rows, trainer = _train(tmp_path, shifts, steps_per_env=3, window=3)
+    mu = np.cumsum([0.0, *shifts])  # μ during batch j is mu[j − 1]
+    finished = {j: [] for j in range(1, len(shifts) + 1)}  # batch → the returns of the episodes it finished
+    for e in range(1, 4):
+        steps = range(EPISODE * (e - 1) + 1, EPISODE * e + 1)  # per env, 1-based; step t is in batch ⌈t/3⌉
+        finished[(EPISODE * e - 1) // 3 + 1] += [sum(mu[(t - 1) // 3] for t in steps)] * 2
+    seen, proxy = [], []
+    for j in range(1, len(shifts) + 1):
+        seen += finished[j]
+        proxy.append(np.mean(seen[-3:]) if seen else None)
+    assert [r["return/episodes"] for r in rows] == [len(finished[j]) for j in finished] == [0, 2, 0, 2, 2, 0]
+    assert [r["return/window_fresh"] for r in rows] == [0, 2, 0, 2, 2, 0]
+    assert rows[0]["return/mean"] is None and rows[0]["return/batch_mean"] is None  # before the first episode
+    for j, r in enumerate(rows, start=1):
+        if finished[j]:
+            assert r["return/batch_mean"] == pytest.approx(np.mean(finished[j]), abs=1e-5)
+        else:
+            assert r["return/batch_mean"] is None
+        if proxy[j - 1] is not None:
+            assert r["return/mean"] == pytest.approx(proxy[j - 1], abs=1e-5)
+    assert rows[0]["return/delta"] is None  # nothing before batch 2's episodes
+    for k in range(2, len(shifts)):  # update k: proxy after batch k+1 − proxy after batch k; 0 when k+1 finished none
+        assert rows[k - 1]["return/delta"] == pytest.approx(proxy[k] - proxy[k - 1], abs=1e-5)
+    assert rows[1]["return/delta"] == 0.0 and rows[-1]["return/delta"] is None
+    assert rows[-1]["return/best"] == pytest.approx(max(p for p in proxy if p is not None), abs=1e-5)
+    assert trainer.summary(1.0)["final_return"] == pytest.approx(proxy[-1], abs=1e-5)  # the last return/mean
 
 
 def test_paired_evaluation_every_kth_update_and_null_otherwise(tmp_path):

@@ -60,6 +60,7 @@ CONFIG_CASES = [  # (override, what the one line must contain)
     ("critic.implementation=jit", "critic.implementation='jit' is invalid: must be one of fused, autograd"),
     ("torch_threads=-1", "torch_threads=-1 is invalid: must be an integer ≥ 0"),
     ("collapse_share=0", "collapse_share=0 is invalid: must be > 0"),
+    ("return_window=0", "return_window=0 is invalid: must be an integer ≥ 1"),
     ("max_consecutive_skips=0", "max_consecutive_skips=0 is invalid: must be an integer ≥ 1"),
     ("env.id=Hoper-v5", "env.id='Hoper-v5' is not a registered gymnasium environment. Did you mean: Hopper-v5"),
     ("env.id=LunarLander-v3", "env.id='LunarLander-v3' needs a package that is not installed: Box2D"),

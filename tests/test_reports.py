@@ -293,6 +293,31 @@ def test_step_behavior_reports_the_resolved_improved_fraction_and_says_what_was_
     assert "| algo=npg | not measured |" in md
 
 
+def test_step_behavior_leaves_out_null_and_no_evidence_deltas_and_keeps_the_first(tmp_path):
+    """Two seeds logged with the return window; per update (return/window_fresh, return/delta). A null delta (before
+    the first episode, the last update) and a 0 after a batch without episodes (no new evidence) are left out,
+    never "did not rise"; the first defined delta (update 2) counts."""
+    from trpo_lab.reports.step_behavior_figure import pooled
+
+    logged = {0: [(0, None), (2, 3.0), (1, 0.0), (0, -1.0), (3, 2.0), (2, None)],
+              1: [(1, -4.0), (3, 0.0), (0, 5.0), (2, 0.0), (0, 1.0), (3, None)]}
+    defined = {0: [3.0, -1.0, 2.0], 1: [-4.0, 5.0, 1.0]}  # by hand: next row's fresh > 0 and the delta not null
+    for seed, seq in logged.items():
+        n = len(seq)
+        write_run(tmp_path / "sweep" / str(seed), ["algo=trpo", f"seed={seed}"], return_rows(
+            [None] + [10.0] * (n - 1), **{"step/skipped": [0] * n, "return/window_fresh": [f for f, _ in seq],
+                                           "return/delta": [d for _, d in seq]}), seed=seed)
+    out = tmp_path / "out"
+    assert step_behavior.main([str(tmp_path / "sweep"), "--out", str(out), "--resamples", "200"]) == 0
+    trpo = json.loads((out / "step_behavior.json").read_text())["tasks"]["Hopper-v5"]["all runs"]  # one variant
+    assert trpo["rates"]["return_rose_rate"]["per_run"] == [pytest.approx(2 / 3), pytest.approx(2 / 3)]
+    per_run = np.array([np.quantile(defined[s], [0.05, 0.5, 0.95]) for s in defined])
+    assert trpo["distributions"]["return/delta"] == pytest.approx(np.median(per_run, axis=0).tolist())
+    (variants,) = group_runs(load_runs([tmp_path / "sweep"])[0]).values()
+    (runs,) = variants.values()
+    assert sorted(pooled(runs, "return/delta").tolist()) == sorted(defined[0] + defined[1])
+
+
 def _panel_titles(root: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
@@ -364,3 +389,4 @@ def test_curves_name_identical_runs_as_such(tmp_path):
     assert {f"{a} (n=2*; identical to {b})", f"{b} (n=2*)"} <= set(labels) or {f"{b} (n=2*; identical to {a})", f"{a} (n=2*)"} <= set(labels)
     assert "algo/line_search=npg (n=2*)" in labels
     plt.close(fig)
+

@@ -23,8 +23,10 @@ from helpers import assert_same_run, metrics_rows, run_cli, start_cli, wait_for_
 pytestmark = pytest.mark.slow  # every case starts, kills or signals training processes
 
 #: Hopper with mid-episode checkpoints (512-step batches of 2 envs: episodes span checkpoints), the warm-up,
-#: the periodic and the paired evaluation on, and a checkpoint every 3 updates, as the issue specifies
+#: the periodic and the paired evaluation on, and a checkpoint every 3 updates, as the issue specifies; a return
+#: window of 60 episodes spans several batches, so a resume that lost it would log another return/mean
 HOPPER = ["env=hopper", "seed=5", "rollout.num_envs=2", "rollout.batch_size=512", "rollout.normalizer_warmup=512",
+          "return_window=60",
           "critic.epochs=2", "eval.every=4", "eval.episodes=2", "eval.paired.every=5", "eval.paired.episodes=2",
           "checkpoint_every=3", "logger.wandb.mode=disabled", "logger.console=off"]
 UPDATES = 16

@@ -90,3 +90,22 @@ def test_across_runs_a_rate_is_the_mean_and_a_median_the_median_of_runs_where_de
     assert run_stats.defined_runs([0.5, math.nan, 0.25, None]) == 2
     assert run_stats.median_over_runs([0.2, 0.9, 0.4, math.nan]) == pytest.approx(0.4)  # the mean would be 0.5
     assert math.isnan(run_stats.mean_over_runs([math.nan])) and math.isnan(run_stats.median_over_runs([]))
+
+
+#: a run logged with the return window: (return/window_fresh, return/delta) per update, counted by hand
+#:   1: no episode yet, delta null          2: +3, batch 3 brought 1 episode (the first defined delta)
+#:   3: 0, batch 4 brought none (no new evidence)   4: −1, batch 5 brought 3
+#:   5: +2, batch 6 brought 2               6: the last update, delta null
+WINDOW_ROWS = [(0, None), (2, 3.0), (1, 0.0), (0, -1.0), (3, 2.0), (2, None)]
+
+
+def window_rows() -> list[dict]:
+    return [{"update": k, "step/skipped": 0, "return/window_fresh": f, "return/delta": d}
+            for k, (f, d) in enumerate(WINDOW_ROWS, start=1)]
+
+
+def test_a_delta_counts_only_where_it_rests_on_new_episodes_and_the_first_one_counts():
+    share = run_stats.return_rose_rate(window_rows())
+    assert (share.hits, share.defined) == (2, 3)  # updates 2 (+3) and 5 (+2) of 2, 4, 5; 1 and 6 null, 3 no evidence
+    assert run_stats.step_values(window_rows(), "return/delta").tolist() == [3.0, -1.0, 2.0]
+    assert run_stats.fresh_evidence(window_rows()).tolist() == [True, True, False, True, True, True]

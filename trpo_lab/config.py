@@ -226,6 +226,7 @@ class TrainConfig:
     torch_threads: int = key(at_least(0, "0 leaves torch's default"))
     checkpoint_every: int = key(at_least(0, "0: only at the end"))
     collapse_share: float = key(POSITIVE)
+    return_window: int = key(at_least(1))
     resume: bool | str = key(Range(lambda v: isinstance(v, bool) or v in RESUME_MODES or bool(v), RESUME_ALLOWED))
     max_consecutive_skips: int = key(at_least(1))
     eval: EvalConfig = key()

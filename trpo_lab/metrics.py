@@ -140,8 +140,11 @@ class MonotonicTracker:
 
     * From the paired evaluation (the honest measure): cumulative counts of improved, worsened and
       resolved updates; ``monotonic/improved_fraction`` = improved / resolved (null while none is resolved).
-    * From the training-return proxy ``return/delta`` (batch k+1 − batch k for update k): collapses (a
-      drop of more than ``collapse_share`` of the best return so far), the worst drop, the best return.
+    * From the training-return proxy R̄_k (``return/mean``: the mean raw return of the last M finished
+      episodes after batch k, :class:`~trpo_lab.return_window.ReturnWindow`) and ``return/delta`` =
+      R̄_{k+1} − R̄_k for update k: collapses (a drop of more than ``collapse_share`` of the best R̄ so
+      far), the worst drop, the best R̄. A delta is undefined (NaN) only before the first finished episode
+      and on the last update; it is 0 when batch k+1 finished no episode (no new evidence).
 
     Args:
         collapse_share: a drop of more than this share of the best return so far (in absolute
@@ -157,7 +160,7 @@ class MonotonicTracker:
     resolved: int = 0
 
     def record_returns(self, before: float, after: float) -> dict[str, float]:
-        """Update k moved the training return from ``before`` (batch k) to ``after`` (batch k+1); NaN: unknown."""
+        """Update k moved the proxy from ``before`` (R̄_k, after batch k) to ``after`` (R̄_{k+1}); NaN: unknown."""
         self.best = max(self.best, before) if math.isfinite(before) else self.best
         delta = after - before
         if math.isfinite(delta):

@@ -38,6 +38,10 @@ class ReturnWindow:
         self._returns.extend(new)
         self.fresh = min(len(new), self.size)
 
+    def __len__(self) -> int:
+        """Episodes in the window (at most ``size``)."""
+        return len(self._returns)
+
     @property
     def mean(self) -> float:
         """The mean of the window; NaN before the first finished episode."""

@@ -107,7 +107,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     """A short Markdown rendering of :func:`summarize_sweep`'s result."""
     head = (
         f"# Sweep summary\n\n`{summary['sweep_dir']}`: {counts_line(summary)}.\n\n"
-        "`final return` is `summary.json`'s `final_return` for finished jobs, else the last logged `return/mean`. "
+        "`final return` is `summary.json`'s `final_return` for finished jobs, else the last logged `return/mean` "
+        "(both the mean of the last `return_window` finished episodes). "
         "`mismatch`: the job's overrides (`.hydra/`) do not describe the data in its folder (`config.yaml`).\n\n"
     )
     rows = [

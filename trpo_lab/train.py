@@ -27,6 +27,7 @@ from trpo_lab.critic import CriticFitter
 from trpo_lab.envs import ObservationNormalizer, RewardScaler, make_vec_env
 from trpo_lab.launch import INPUT_ERRORS, check_run, fail, hydra_error_line, job_label, run_metadata
 from trpo_lab.metrics import MonotonicTracker
+from trpo_lab.return_window import ReturnWindow
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy, ValueFunction, make_policy
 from trpo_lab.resume import check_folder_binding, checkpoint_to_resume, finished_summary, resolve_resume_path
@@ -132,7 +133,7 @@ def _assemble_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] |
         obs_normalizer=obs_normalizer, reward_scaler=reward_scaler, gamma=cfg.rollout.gamma,
         total_env_steps=cfg.total_env_steps, run_dir=run_dir, seed=cfg.seed, measurements=measurements,
         checkpoints=Checkpoints(cfg.checkpoint_every), max_consecutive_skips=cfg.max_consecutive_skips,
-        monotonic=MonotonicTracker(cfg.collapse_share),
+        monotonic=MonotonicTracker(cfg.collapse_share), return_window=ReturnWindow(cfg.return_window),
         normalizer_warmup=cfg.rollout.normalizer_warmup if cfg.rollout.normalize_obs else 0,
     )
     run_dir.mkdir(parents=True, exist_ok=True)

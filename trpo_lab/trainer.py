@@ -7,8 +7,9 @@ trainer owns its envs (the collector's and the pieces'): use it as a context man
 them and the sinks whatever happens.
 
 Attribution: every number on update k's row measures update k. The row is written once batch k+1
-has been collected, so that ``return/delta`` = return(batch k+1) − return(batch k); the row of the
-last update has ``return/delta`` null (no batch follows it). A checkpoint holds the pending row, so a
+has been collected, so that ``return/delta`` = R̄_{k+1} − R̄_k, with R̄_k the training-return proxy after
+batch k (:class:`~trpo_lab.return_window.ReturnWindow`: the mean raw return of the last M finished
+episodes); the row of the last update has ``return/delta`` null (no batch follows it). A checkpoint holds the pending row, so a
 resumed run completes it; at a stop signal the row is also written provisionally, with ``return/delta``
 null, and a resume replaces it with the complete row (metrics.jsonl is cut back to the checkpoint).
 """
@@ -35,6 +36,7 @@ from trpo_lab.metrics import MonotonicTracker, bound_terms, normalizer_kl_shift
 from trpo_lab.sinks import Sinks
 from trpo_lab.natural.update import NaturalGradientUpdate
 from trpo_lab.policies import Policy
+from trpo_lab.return_window import ReturnWindow
 from trpo_lab.rollout import RolloutCollector
 from trpo_lab.schedule import Checkpoints, Scheduled, UpdateDone
 from trpo_lab.snapshots import SnapshotError
@@ -76,6 +78,7 @@ class Trainer:
         checkpoints: run once the update's row is complete and pending (default: every 50 updates).
         max_consecutive_skips: stop with :class:`TrainingDiverged` after this many skipped updates in a row.
         monotonic: the return accounting across updates; it counts row k's ``paired/outcome``.
+        return_window: the training-return proxy, the last M finished episodes (default M = 10).
         normalizer_warmup: env steps run before the first batch only to fit the observation and
             reward statistics (rounded up to a multiple of the env count; counted in ``env_steps``); 0: none.
     """
@@ -96,10 +99,10 @@ class Trainer:
     checkpoints: Scheduled = field(default_factory=lambda: Checkpoints(every=50))
     max_consecutive_skips: int = 5
     monotonic: MonotonicTracker = field(default_factory=MonotonicTracker)
+    return_window: ReturnWindow = field(default_factory=lambda: ReturnWindow(10))
     normalizer_warmup: int = 0
     env_steps: int = 0
     updates: int = 0
-    last_return: float | None = None
     consecutive_skips: int = 0
     totals: dict[str, float] = field(default_factory=lambda: {"violated": 0.0, "accepted": 0.0, "skipped": 0.0})
     time_split: dict[str, float] = field(default_factory=dict)
@@ -173,7 +176,9 @@ class Trainer:
         batch = self.collector.collect()
         t1 = time.perf_counter()
         batch_return = float(np.mean(batch.episode_returns)) if batch.episode_returns else math.nan
-        self._write_pending(batch_return)  # this batch is the one after the previous update
+        self.return_window.add(batch.episode_returns)  # vine: the trunk's episodes
+        proxy = self.return_window.mean  # R̄_k; NaN before the first finished episode
+        self._write_pending(proxy)  # this batch is the one after the previous update
         k, last = self.updates + 1, self.env_steps + batch.env_steps >= self.total_env_steps
         due = [p.due(k, last) for p in self.measurements]
         done = UpdateDone(k, last, copy.deepcopy(self.policy) if any(due) else None, normalizer_before)
@@ -192,12 +197,12 @@ class Trainer:
         t3 = time.perf_counter()
         self.env_steps += batch.env_steps  # vine: trunk and branches
         self.updates += 1
-        if batch.episode_returns:
-            self.last_return = batch_return
 
         row: dict[str, Any] = {"env_steps": self.env_steps, "update": self.updates}
-        row["return/mean"] = batch_return  # batch k, collected by π_k (before this update)
+        row["return/mean"] = proxy  # the last M episodes after batch k, the newest collected by π_k
+        row["return/batch_mean"] = batch_return  # batch k's own episodes only
         row["return/episodes"] = len(batch.episode_returns)
+        row["return/window_fresh"] = self.return_window.fresh
         row["episode/length_mean"] = float(np.mean(batch.episode_lengths)) if batch.episode_lengths else math.nan
         row.update(stats.to_dict())
         row.update(critic_stats)
@@ -236,7 +241,7 @@ class Trainer:
         return self.updates - (self.pending_row is not None)
 
     def _write_pending(self, return_after: float, provisional: bool = False) -> None:
-        """Complete the pending row (update k) with the return of batch k+1 (NaN: none) and write it."""
+        """Complete the pending row (update k) with the proxy after batch k+1 (NaN: none) and write it."""
         row, self.pending_row = self.pending_row, None
         if row is None:
             return
@@ -299,7 +304,7 @@ class Trainer:
         return {
             "env_steps": self.env_steps,
             "updates": self.updates,
-            "final_return": self.last_return,
+            "final_return": self.return_window.mean if len(self.return_window) else None,  # the last return/mean
             **{k: v for p in self.measurements for k, v in p.summary().items()},
             "best_return": m.best if m.best > -math.inf else None,
             "improved_fraction": m.improved_fraction,
@@ -320,6 +325,7 @@ class Trainer:
         return {
             "policy": self.policy, "critic": self.critic, "critic_optimizer": self.critic_fitter.optimizer,
             "obs_normalizer": self.obs_normalizer, "reward_scaler": self.reward_scaler, "monotonic": self.monotonic,
+            "return_window": self.return_window,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -330,7 +336,6 @@ class Trainer:
         state.update({
             "env_steps": self.env_steps,
             "updates": self.updates,
-            "last_return": self.last_return,
             "totals": dict(self.totals),
             "time_split": dict(self.time_split),
             "pending_row": self.pending_row,
@@ -359,11 +364,13 @@ class Trainer:
         written before snapshots existed) reseeds the envs with (seed, updates) instead, with one warning:
         reproducible, but not the uninterrupted run."""
         for k, c in self._components().items():
+            if k == "return_window" and k not in state:  # written before the window existed
+                log.warning("the checkpoint holds no return window: return/mean restarts from the next episodes")
+                continue
             c.load_state_dict(state[k])
         for piece in (*self.measurements, self.checkpoints):
             piece.load_state_dict(state)
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
-        self.last_return = state.get("last_return")
         self.totals.update(state.get("totals", {}))
         self.time_split.update(state.get("time_split", {}))
         self.pending_row = state.get("pending_row")

@@ -7,8 +7,8 @@ Reads every run folder below the given folders, groups the runs by task (one pan
 variant (:func:`trpo_lab.runs.group_runs`: runs are pooled only when their configs are equal but for the
 seed; the label names what differs), and writes into ``--out``:
 
-- ``curves.png``: the metric (default ``return/mean``, the training return as logged) against env
-  steps; the line is the mean over seeds, the band a 95% percentile bootstrap over seeds (whole
+- ``curves.png``: the metric (default ``return/mean``, the training return as logged: the mean of the
+  last ``return_window`` finished episodes) against env steps; the line is the mean over seeds, the band a 95% percentile bootstrap over seeds (whole
   curves resampled); the y axis is named in words (``AXIS_NAMES``), and a variant with fewer than 5 seeds
   is starred in the legend (its band is a rough guide, the title says so), and a variant whose curves equal an
   earlier one's is labelled "identical to" it (one curve hides the other). A long legend sits outside the axes.
@@ -63,9 +63,10 @@ def aligned_curves(runs: Sequence[Run], key: str = "return/mean", x_key: str = "
 
     The grid is the x values of the first run up to the shortest run's last x; runs logged at other
     x values are linearly interpolated onto it. A point before a run's first logged value is NaN.
-    Gaps inside a run are interpolated too: ``return/mean`` is null in an update in which no episode
-    ended (every other update on HalfCheetah, whose episodes all last 1000 steps), and one such gap in
-    one seed would otherwise blank the mean, and so the line, at that point.
+    Gaps inside a run are interpolated too: in runs logged before the return window, ``return/mean`` is
+    null in an update in which no episode ended (every other update on HalfCheetah, whose episodes all
+    last 1000 steps), and one such gap in one seed would otherwise blank the mean, and so the line, at
+    that point. (Since the window, ``return/mean`` is null only before the first finished episode.)
     """
     curves = [(r.column(x_key), r.column(key)) for r in runs]
     end = min(float(np.nanmax(x)) for x, _ in curves)

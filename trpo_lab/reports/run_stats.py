@@ -6,8 +6,9 @@ could be formed logs 0 as a placeholder for every step number (``PolicyUpdateSta
 counting it would call it a rejected step that the line search shortened, with KL/δ = 0; skipped updates
 are left out of numerator *and* denominator and counted on their own (:func:`skipped_updates`).
 
-A value missing on an update (null in the JSON, e.g. ``return/delta`` of an update after which the next
-batch finished no episode, or ``paired/outcome`` of an update the paired evaluation did not measure) is
+A value missing on an update (null in the JSON, e.g. ``return/delta`` before the first finished episode, on
+the last update, or, in runs logged before the return window, after a batch that finished no episode; or
+``paired/outcome`` of an update the paired evaluation did not measure) is
 **undefined**: it is never a fall, a "did not rise" or a zero; it is left out of numerator and
 denominator, and each :class:`Share` carries how many updates it was defined on. With
 D = {k ∈ U : the key is defined on update k}:
@@ -19,8 +20,10 @@ D = {k ∈ U : the key is defined on update k}:
   step (the line search backtracked or rejected).
 - ``full_step_violation_rate``: the same share for ``full_step/constraint_violated`` (the full KL-scaled step
   √(2δ/κ)·x before any line search; counterfactual for a fixed step rule).
-- ``return_rose_rate`` = |{k ∈ D : ``return/delta``_k > 0}| / |D|, ``return/delta``_k = return(batch k+1) −
-  return(batch k): the training-return proxy (a batch's episodes were partly collected by earlier policies).
+- ``return_rose_rate`` = |{k ∈ D : ``return/delta``_k > 0}| / |D|, ``return/delta``_k = R̄_{k+1} − R̄_k with R̄_k
+  the training-return proxy after batch k (the mean of the last M finished episodes, several policies' worth;
+  0 when batch k+1 finished none: that "no new evidence" is undefined, :func:`fresh_evidence`). The first
+  defined delta counts.
 - ``surrogate_not_raised_rate``: the share with ``step/surrogate_actual`` ≤ 0.
 - ``mean_backtracks`` = mean_{k ∈ D} ``line_search/backtracks``_k.
 - ``kl_over_delta_median`` = median_{k ∈ D} ``step/kl_over_delta``_k (the constrained KL statistic of the step taken / δ).
@@ -95,9 +98,21 @@ def skipped_updates(rows: Rows) -> int:
     return int((~formed(rows)).sum())
 
 
+def fresh_evidence(rows: Rows) -> np.ndarray:
+    """Mask of the updates whose ``return/delta`` rests on new episodes: the next batch finished some (the next
+    row's ``return/window_fresh`` > 0). Without new episodes the proxy does not move and the delta is 0 by
+    construction, "no new evidence", so it is undefined here. The last row (no next batch) and runs logged
+    before the key existed: True (their deltas are null where there was no evidence)."""
+    fresh = column(rows, "return/window_fresh")
+    nxt = np.append(fresh[1:], math.nan)
+    return ~(nxt == 0)
+
+
 def step_values(rows: Rows, key: str) -> np.ndarray:
-    """``key`` on the formed updates where it is defined (finite), in update order."""
-    v = column(rows, key)[formed(rows)]
+    """``key`` on the formed updates where it is defined (finite), in update order; ``return/delta`` only where it
+    rests on new episodes (:func:`fresh_evidence`)."""
+    mask = formed(rows) & (fresh_evidence(rows) if key == "return/delta" else True)
+    v = column(rows, key)[mask]
     return v[np.isfinite(v)]
 
 

@@ -15,8 +15,8 @@ and one ``step_behavior.md`` / ``step_behavior.json`` for all tasks:
 - per-update distributions: KL/δ of the step taken (``step/kl_over_delta``); KL/δ of the full KL-scaled step
   on the same batch (``full_step/kl_mean`` / δ, the counterfactual); actual / expected surrogate improvement;
   the damping share of the curvature (``natural/damping_share``) and the KL of each normaliser update
-  (``normalizer/kl_shift``) where logged; the training-return deltas (``return/delta``, a proxy that mixes
-  in earlier policies' episodes). Each as the median over runs of each run's 5 %, 50 % and 95 % quantile,
+  (``normalizer/kl_shift``) where logged; the training-return deltas (``return/delta``, the change of a proxy,
+  the mean of the last M finished episodes, that mixes in earlier policies' episodes). Each as the median over runs of each run's 5 %, 50 % and 95 % quantile,
   so that the middle number is the median of per-run medians;
 - per-run rates (:mod:`trpo_lab.reports.run_stats`), then their mean over seeds with a percentile-bootstrap CI.
 
@@ -196,9 +196,12 @@ def markdown(report: dict[str, Any], args: argparse.Namespace, identical: list[l
         "share of updates whose step did not raise the surrogate (`step/surrogate_actual` ≤ 0).\n"
         "- damping share: `natural/damping_share`; normaliser KL shift: `normalizer/kl_shift`, the KL that an "
         "observation-normaliser update alone causes.\n"
-        "- return Δ / training return rose: `return/delta` = return(batch k+1) − return(batch k) for update k, > 0; "
-        "null (left out) where either batch finished no episode; a proxy, since a batch's finished episodes were "
-        "partly collected by earlier policies.\n"
+        "- return Δ / training return rose: `return/delta` = R̄_{k+1} − R̄_k for update k, > 0, with R̄_k "
+        "(`return/mean`) the mean raw return of the last M finished episodes after batch k (`return_window`). Left out "
+        "(never a fall): where batch k+1 finished no episode (the proxy did not move: no new evidence, logged as 0), "
+        "before the first finished episode, on the last update and, in runs logged before the window, where either "
+        "batch finished no episode. A proxy: the window "
+        "mixes several policies' episodes, each partly collected by earlier policies.\n"
         "- constraint violated: `step/constraint_violated`; rejected: `line_search/accepted` = 0; line search changed "
         "the step: `step/fraction` < 1 (shrunk or rejected); full step would violate: `full_step/constraint_violated`; "
         "collapses: `monotonic/collapses` at the run's end.\n"

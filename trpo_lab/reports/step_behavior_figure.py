@@ -2,8 +2,11 @@
 
 One panel per thing with something to show: the paired evaluation's resolved improved fraction, histograms of
 KL/δ of the step taken and of the full KL-scaled step (pooled over every formed update of every seed), the
-surrogate's expected vs actual improvement, backtracks per update, the damping share, the training-return
-change per update, and the per-run rates (mean over seeds with its CI). A panel without information (a
+surrogate's expected vs actual improvement (its y axis over the pooled 1–99 % range, outliers drawn at the
+edge and counted in the label), backtracks per update, the damping share, the training-return change per
+update (only the deltas the report counts: :func:`run_stats.fresh_evidence`), and the per-run rates (mean
+over seeds with its CI). Log axes carry at most six plain-number tick labels (:func:`nice_log_ticks`), the
+paired panel names each variant's resolved count under its marker. A panel without information (a
 backtracks bar of all zeros, a key no run logged) is left out.
 """
 from __future__ import annotations
@@ -27,12 +30,65 @@ def pooled(runs: Sequence[Run], key: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.array([])
 
 
+def pooled_pairs(runs: Sequence[Run], x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) on every formed update of ``runs`` where both keys are defined."""
+    xs, ys = [], []
+    for r in runs:
+        mask = run_stats.formed(r.rows)
+        x, y = run_stats.column(r.rows, x_key)[mask], run_stats.column(r.rows, y_key)[mask]
+        both = np.isfinite(x) & np.isfinite(y)
+        xs.append(x[both])
+        ys.append(y[both])
+    return (np.concatenate(xs), np.concatenate(ys)) if xs else (np.array([]), np.array([]))
+
+
 def step_values(run: Run, key: str) -> np.ndarray:
     """:func:`run_stats.step_values` of one run, with ``full_step/kl_over_delta`` = ``full_step/kl_mean`` / δ."""
     if key == "full_step/kl_over_delta":
         kl = run_stats.step_values(run.rows, "full_step/kl_mean")
         return kl / run.max_kl if run.max_kl else np.array([])
     return run_stats.step_values(run.rows, key)
+
+
+def nice_log_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
+    """At most ``max_ticks`` readable tick positions m × 10ᵏ for a log axis over [lo, hi] (0 < lo ≤ hi): the densest
+    of the mantissa sets 1…9, {1, 2, 5}, {1, 3}, {1} that fits, else every n-th decade; when not even two of
+    m × 10ᵏ fall in a narrow range, its two ends rounded to two significant digits."""
+    if not (0 < lo <= hi) or not math.isfinite(hi):
+        return []
+    k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    for mantissas in (range(1, 10), (1, 2, 5), (1, 3), (1,)):
+        ticks = [t for k in range(k0, k1 + 1) for m in mantissas if lo <= (t := float(f"{m}e{k}")) <= hi]
+        if len(ticks) <= max_ticks:
+            break
+    else:
+        decades = [10.0 ** k for k in range(k0, k1 + 1)]
+        return decades[:: math.ceil(len(decades) / max_ticks)]
+    return ticks if len(ticks) >= 2 else sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
+
+
+def _log_axis(ax: Any) -> None:
+    """A log x axis over the drawn data with readable, non-overlapping labels (:func:`nice_log_ticks` of the view
+    limits), written as plain numbers."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    ax.autoscale_view()
+    lo, hi = ax.get_xlim()
+    ax.xaxis.set_major_locator(FixedLocator(nice_log_ticks(lo, hi)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(lo, hi)
+
+
+def clipped_range(values: np.ndarray, q: tuple[float, float] = (0.01, 0.99)) -> tuple[float, float]:
+    """The ``q`` quantile range of the finite ``values`` (NaN, NaN for none): the axis range a few outliers
+    cannot set."""
+    v = values[np.isfinite(values)]
+    if not v.size:
+        return math.nan, math.nan
+    lo, hi = np.quantile(v, q)
+    return float(lo), float(hi)
 
 
 def slug(text: str) -> str:
@@ -73,9 +129,9 @@ def draw_task(task: str, variants: dict[str, list[Run]], report: dict[str, Any],
                 if d.size:
                     ax.hist(d, bins=bins, histtype="step", lw=1.5, color=colors[v], ls=styles[v], label=v,
                             weights=np.full(d.size, 1.0 / d.size))
-            ax.set_xscale("log")
             if line_at is not None:
                 ax.axvline(line_at, color="k", ls="--", lw=1)
+            _log_axis(ax)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("share of updates")
 
@@ -91,10 +147,10 @@ def draw_task(task: str, variants: dict[str, list[Run]], report: dict[str, Any],
                     lo, hi = (f["ci"] if math.isfinite(f["ci"][0]) else (f["mean"], f["mean"]))
                     ax.errorbar([i], [f["mean"]], yerr=[[f["mean"] - lo], [hi - f["mean"]]], fmt=markers[v], ms=5,
                                 capsize=4, color=colors[v], label=v)
-                ax.annotate(f"{p['resolved']}/{p['measured']} resolved", (i, 0.02), ha="center", fontsize=7)
             ax.axhline(0.5, color="grey", lw=0.5)
-            ax.set_xticks(range(len(paired)))
-            ax.set_xticklabels([""] * len(paired))
+            ax.set_xticks(range(len(paired)))  # the counts under each variant's marker, where they are read
+            ax.set_xticklabels([f"{p['resolved']} of {p['measured']}\nresolved" for p in paired.values()], fontsize=9)
+            ax.set_xlim(-0.5, len(paired) - 0.5)
             ax.set_ylim(0, 1.05)
             ax.set_ylabel("improved / resolved")
 
@@ -105,14 +161,23 @@ def draw_task(task: str, variants: dict[str, list[Run]], report: dict[str, Any],
 
     if any(pooled(rs, "step/surrogate_expected").size for rs in variants.values()):
         def draw_surrogate(ax: Any) -> None:
-            for v, rs in variants.items():
-                ax.scatter(pooled(rs, "step/surrogate_expected"), pooled(rs, "step/surrogate_actual"), s=6, alpha=0.35,
-                           color=colors[v], marker=markers[v], label=v)
+            # the y range is the pooled 1–99 % range: a few huge actual improvements would otherwise flatten the rest
+            pairs = {v: pooled_pairs(rs, "step/surrogate_expected", "step/surrogate_actual") for v, rs in variants.items()}
+            lo, hi = clipped_range(np.concatenate([y for _, y in pairs.values()]))
+            pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1e-12)
+            outside = 0
+            for v, (x, y) in pairs.items():
+                outside += int(np.count_nonzero((y < lo) | (y > hi)))
+                ax.scatter(x, np.clip(y, lo, hi), s=6, alpha=0.35, color=colors[v], marker=markers[v], label=v)
             lims = ax.get_xlim()
             ax.plot(lims, lims, "k--", lw=1, label="actual = expected")
+            ax.set_xlim(lims)
+            if math.isfinite(lo):  # else no update logged both numbers: an empty panel
+                ax.set_ylim(lo - pad, hi + pad)
             ax.axhline(0, color="grey", lw=0.5)
             ax.set_xlabel("expected improvement gᵀΔ")
-            ax.set_ylabel("actual improvement L(θ_new) − L(θ_old)")
+            ax.set_ylabel(f"actual improvement L(θ_new) − L(θ_old)\n(1–99 % range; {outside} points outside, at the edge)",
+                          fontsize=9)
 
         panels.append(("surrogate: expected vs actual", draw_surrogate))
 
