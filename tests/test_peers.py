@@ -6,18 +6,20 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
-import pickle
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
+import yaml
 
 from conftest import compose_config
 from trpo_lab.config import ConfigError, validate
-from trpo_lab.run_folder import PEER_MODEL, PEER_NORMALIZER, RunFolderError, read_metrics, read_summary
+from trpo_lab.run_folder import PEER_NORMALIZER, PEER_POLICY, RunFolderError, read_metrics, read_summary
 from trpo_lab.runs import Run, group_runs, load_runs
 
 if importlib.util.find_spec("sb3_contrib") is None:
@@ -47,23 +49,38 @@ def peer_run(tmp_path_factory):
     return run_dir, made[0]
 
 
+def saved_policy(run_dir: Path, env: gym.Env):
+    """sb3-contrib's TRPO ``MlpPolicy`` built afresh from the run's config.yaml, holding ``peer_policy.pt``'s
+    weights (loaded with ``weights_only=True``: no sb3 loader, no pickle)."""
+    from sb3_contrib.trpo.policies import MlpPolicy
+
+    p = yaml.safe_load((run_dir / "config.yaml").read_text())["peer"]
+    policy = MlpPolicy(env.observation_space, env.action_space, lambda _: 0.0,
+                       net_arch={"pi": p["pi_hidden_sizes"], "vf": p["vf_hidden_sizes"]},
+                       activation_fn={"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[p["activation"]],
+                       log_std_init=p["log_std_init"], ortho_init=p["ortho_init"])
+    policy.load_state_dict(torch.load(run_dir / PEER_POLICY, weights_only=True))  # strict: every key, every shape
+    return policy.eval()
+
+
 def independent_evaluation(run_dir: Path, env_id: str, seed: int, episodes: int) -> list[float]:
     """The deterministic evaluation recomputed from the saved files alone: one gymnasium env per episode, reset
-    with ``seed + i``, observations normalised by hand with the pickled VecNormalize statistics."""
-    from sb3_contrib import TRPO
-
-    model = TRPO.load(run_dir / PEER_MODEL, device="cpu")
-    with open(run_dir / PEER_NORMALIZER, "rb") as f:
-        norm = pickle.load(f)
-    mean, var = norm.obs_rms.mean, norm.obs_rms.var
+    with ``seed + i``; observations normalised by hand with the saved statistics, x ↦ clip((x − μ)/√(σ² + ε), ±c);
+    the action the Gaussian's mean (actor MLP, then ``action_net``), clipped to the box; raw rewards summed."""
+    norm = torch.load(run_dir / PEER_NORMALIZER, weights_only=True)
+    mean, var = norm["obs_rms"]["mean"].numpy(), norm["obs_rms"]["var"].numpy()
     returns = []
     for i in range(episodes):
         env = gym.make(env_id)
+        policy = saved_policy(run_dir, env)
+        low, high = env.action_space.low, env.action_space.high
         obs, _ = env.reset(seed=seed + i)
         total, done = 0.0, False
         while not done:
-            x = np.clip((obs - mean) / np.sqrt(var + norm.epsilon), -norm.clip_obs, norm.clip_obs)
-            action = model.predict(x[None], deterministic=True)[0][0]
+            x = np.clip((obs - mean) / np.sqrt(var + norm["epsilon"]), -norm["clip_obs"], norm["clip_obs"])
+            with torch.no_grad():
+                latent = policy.mlp_extractor.forward_actor(torch.as_tensor(x[None], dtype=torch.float32))
+                action = np.clip(policy.action_net(latent)[0].numpy(), low, high)
             obs, r, term, trunc, _ = env.step(action)
             total += float(r)
             done = term or trunc
@@ -99,6 +116,30 @@ def test_final_eval_is_the_labs_protocol_recomputed_from_the_saved_model(peer_ru
     assert final["return_mean"] == pytest.approx(np.mean(expected), rel=1e-6)
     assert final["return_std"] == pytest.approx(np.std(expected), abs=1e-4)
     assert read_metrics(run_dir / "metrics.jsonl")[-1]["eval/return_mean"] == final["return_mean"]
+
+
+def test_the_saved_files_are_tensors_only_and_hold_the_trained_state(peer_run):
+    run_dir, model = peer_run
+    files = [f for f in run_dir.rglob("*") if f.is_file()]
+    assert {PEER_POLICY, PEER_NORMALIZER} <= {f.name for f in files}
+    assert not [f.name for f in files if f.suffix in (".pkl", ".zip", ".pickle")]
+    for f in files:
+        head = f.read_bytes()[:4]
+        assert head[:1] != b"\x80", f"{f.name} is a raw pickle"  # the PROTO opcode that opens protocol ≥ 2
+        if zipfile.is_zipfile(f) or f.suffix in (".pt", ".pth"):  # torch.save writes a zip archive
+            torch.load(f, weights_only=True)  # raises UnpicklingError on anything but tensors and plain data
+    state = torch.load(run_dir / PEER_POLICY, weights_only=True)
+    trained = model.policy.state_dict()
+    assert state.keys() == trained.keys() and all(torch.equal(state[k], trained[k]) for k in trained)
+    norm, vec = torch.load(run_dir / PEER_NORMALIZER, weights_only=True), model.get_vec_normalize_env()
+    for name in ("obs_rms", "ret_rms"):
+        rms = getattr(vec, name)
+        np.testing.assert_array_equal(norm[name]["mean"].numpy(), rms.mean)
+        np.testing.assert_array_equal(norm[name]["var"].numpy(), rms.var)
+        assert norm[name]["count"] == rms.count
+    cfg = compose_config(PEER).peer
+    assert (norm["clip_obs"], norm["clip_reward"], norm["gamma"]) == (cfg.clip_obs, cfg.clip_reward, cfg.gamma)
+    assert norm["epsilon"] == vec.epsilon and (norm["norm_obs"], norm["norm_reward"]) == (vec.norm_obs, vec.norm_reward)
 
 
 def test_reports_read_the_run_under_the_peers_name(peer_run, tmp_path):

@@ -10,8 +10,9 @@ A run folder holds (README, "Interruptions, resume and failures"):
 * ``checkpoint.pt``: the state after the last checkpointed update: tensors, numbers, strings, lists
   and dicts only, so it loads with ``torch.load(weights_only=True)`` and no pickled code runs;
 * ``summary.json``: written at the end; its presence marks the run as finished;
-* ``peer_model.zip`` and ``peer_vecnormalize.pkl`` instead of ``checkpoint.pt`` in a peer's run (``peer=...``,
-  :mod:`trpo_lab.peers`): the final model and its normaliser, saved by the peer library;
+* ``peer_policy.pt`` and ``peer_normalizer.pt`` instead of ``checkpoint.pt`` in a peer's run (``peer=...``,
+  :mod:`trpo_lab.peers`): the final policy's ``state_dict`` and its normaliser's statistics, tensors and numbers
+  only, so they too load with ``torch.load(weights_only=True)`` (never the peer library's pickles);
 * ``error.txt`` (a job that failed inside a multirun; ``error.previous.txt`` once a retry starts),
   ``video.gif`` (``trpo-evaluate --video``) and ``wandb/`` (W&B's files);
 * ``.hydra/overrides.yaml`` and ``.hydra/config.yaml``: Hydra's record of the latest launch (its
@@ -54,9 +55,9 @@ ERROR, PREVIOUS_ERROR, VIDEO, WANDB = "error.txt", "error.previous.txt", "video.
 OVERRIDES, REQUESTED_CONFIG = ".hydra/overrides.yaml", ".hydra/config.yaml"
 #: what the lab writes into a run folder (``resume=overwrite`` removes exactly these; Hydra's ``.hydra/``
 #: and ``train.log`` are rewritten and appended by Hydra itself)
-#: a peer's trained model and its VecNormalize statistics (trpo_lab/peers/sb3_contrib.py)
-PEER_MODEL, PEER_NORMALIZER = "peer_model.zip", "peer_vecnormalize.pkl"
-RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, ERROR, PREVIOUS_ERROR, VIDEO, WANDB, PEER_MODEL, PEER_NORMALIZER)
+#: a peer's trained policy (its ``state_dict``) and its VecNormalize statistics (trpo_lab/peers/sb3_contrib.py)
+PEER_POLICY, PEER_NORMALIZER = "peer_policy.pt", "peer_normalizer.pt"
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, ERROR, PREVIOUS_ERROR, VIDEO, WANDB, PEER_POLICY, PEER_NORMALIZER)
 #: keys every checkpoint holds
 CHECKPOINT_KEYS = ("policy", "critic", "critic_optimizer", "obs_normalizer", "reward_scaler", "env_steps", "updates")
 
@@ -339,7 +340,7 @@ def build_from_folder(run_dir: Path) -> SavedRun:
         env_id, env_kwargs = cfg.env.id, OmegaConf.to_container(cfg.env.kwargs)
     except Exception as e:  # noqa: BLE001 - corrupt YAML, or not a trpo-lab config
         raise CheckpointError(f"{cfg_path} is not a readable trpo-lab config ({type(e).__name__})") from None
-    if (run_dir / PEER_MODEL).exists():
+    if (run_dir / PEER_POLICY).exists():
         raise CheckpointError(f"{run_dir} holds a peer's run ({cfg.peer.name}), not a trpo-lab checkpoint; its final "
                               f"deterministic evaluation is {SUMMARY}'s final_eval")
     state = load_checkpoint(run_dir)

@@ -26,6 +26,11 @@ each, the mean action (``predict(deterministic=True)``, clipped to the box) on o
 frozen VecNormalize statistics, raw rewards summed. It is ``summary.json``'s ``final_eval``; ``final_return`` is,
 as for the lab's runs, the training return (the last ``return/mean``).
 
+What the run folder keeps of the model: ``peer_policy.pt``, ``torch.save(model.policy.state_dict())`` (sb3's
+``MlpPolicy`` for the config's ``peer`` keys), and ``peer_normalizer.pt``, the VecNormalize statistics
+(:func:`normalizer_state`), both tensors and numbers only, loadable with ``torch.load(weights_only=True)``; sb3's
+own ``model.save`` / ``VecNormalize.save`` are not used: their files are pickles that run code when loaded.
+
 Resume: an sb3 run cannot be continued bit-identically (its envs' mid-episode states and RNG streams are not
 saved), so a folder with an unfinished peer run is restarted from scratch, and the log says so. A finished one
 is not run again; a folder of another config is refused (:func:`trpo_lab.train.run` checks both first).
@@ -45,11 +50,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from trpo_lab.envs import make_vec_env as lab_vec_env
 from trpo_lab.evaluate import episode_returns
+from trpo_lab.files import write_atomic
 from trpo_lab.launch import run_metadata
 from trpo_lab.mujoco_warnings import filter_known_mujoco_warnings
 from trpo_lab.return_window import ReturnWindow
 from trpo_lab.run_folder import (
-    METRICS, PEER_MODEL, PEER_NORMALIZER, claim_folder, discard_run, has_metrics, read_saved_config, write_summary,
+    METRICS, PEER_NORMALIZER, PEER_POLICY, claim_folder, discard_run, has_metrics, read_saved_config, write_summary,
 )
 from trpo_lab.sinks import JsonlSink, progress_file_logger
 
@@ -113,6 +119,19 @@ def evaluate(model: TRPO, normalizer: VecNormalize, cfg: DictConfig) -> list[flo
                                lambda raw: model.predict(normalizer.normalize_obs(raw), deterministic=True)[0])
     finally:
         envs.close()
+
+
+def normalizer_state(normalizer: VecNormalize) -> dict[str, Any]:
+    """VecNormalize's statistics as tensors and numbers: ``obs_rms`` and ``ret_rms`` (``mean``, ``var`` as float64
+    tensors, ``count``), ``clip_obs``, ``clip_reward``, ``epsilon``, ``gamma``, ``norm_obs``, ``norm_reward``.
+    The frozen observation map they define is x ↦ clip((x − μ)/√(σ² + ε), −clip_obs, clip_obs)."""
+    def rms(r: Any) -> dict[str, Any]:
+        return {"mean": torch.tensor(np.asarray(r.mean), dtype=torch.float64),
+                "var": torch.tensor(np.asarray(r.var), dtype=torch.float64), "count": float(r.count)}
+
+    return {"obs_rms": rms(normalizer.obs_rms), "ret_rms": rms(normalizer.ret_rms),
+            **{k: float(getattr(normalizer, k)) for k in ("clip_obs", "clip_reward", "epsilon", "gamma")},
+            "norm_obs": bool(normalizer.norm_obs), "norm_reward": bool(normalizer.norm_reward)}
 
 
 class Recorder(BaseCallback):
@@ -223,8 +242,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         sink.close()
         model.after_update = None
     wall = time.perf_counter() - t0
-    model.save(run_dir / PEER_MODEL)
-    model.get_vec_normalize_env().save(str(run_dir / PEER_NORMALIZER))
+    write_atomic(run_dir / PEER_POLICY, lambda f: torch.save(model.policy.state_dict(), f))
+    write_atomic(run_dir / PEER_NORMALIZER, lambda f: torch.save(normalizer_state(model.get_vec_normalize_env()), f))
     model.get_env().close()
     returns = updates.window.mean
     summary = {
