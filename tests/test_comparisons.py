@@ -46,12 +46,12 @@ def _row(table: str, *cells: str) -> str:
 
 def test_final_scores_pairs_our_variants_by_seed_and_puts_the_peer_beside_them(tmp_path):
     _sweep(tmp_path / "sweep")
-    assert final_scores.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out"), "--reference", "algo=trpo, peer"]) == 0
+    assert final_scores.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out"), "--reference", "trpo-lab, algo=trpo"]) == 0
     md = (tmp_path / "out" / "final_scores.md").read_text()
     with open(tmp_path / "out" / "runs.csv", newline="") as f:
         peers = {(r["variant"], r["peer"]) for r in csv.DictReader(f)}
     assert {p for _, p in peers} == {"", "sb3_contrib_trpo"}
-    ours = lambda variant, task: f"algo={variant}, peer=(default)"  # the labels name what differs: algo and peer
+    ours = lambda variant, task: f"trpo-lab, algo={variant}"  # beside a peer, our labels say trpo-lab and what differs
     peer_label = next(v for v, p in peers if p)
     # Walker2d: bit-identical runs, paired on the 3 seeds: exactly 0; Hopper: trpo_no_ls = trpo + 10 on every seed
     diffs = _section(md, "Differences between variants")
@@ -74,7 +74,7 @@ def test_final_scores_pairs_our_variants_by_seed_and_puts_the_peer_beside_them(t
     assert walker["eval_final"]["kind"] == "paired" and walker["eval_final"]["difference"] == [0.0, 0.0, 0.0]
     assert {(r["task"], r["kind"]) for r in saved["against_peer"]} == {("Hopper-v5", "unpaired"), ("Walker2d-v5", "unpaired")}
     # rebuilt from runs.csv: the same tables
-    assert final_scores.main([str(tmp_path / "out" / "runs.csv"), "--out", str(tmp_path / "again"), "--reference", "algo=trpo, peer"]) == 0
+    assert final_scores.main([str(tmp_path / "out" / "runs.csv"), "--out", str(tmp_path / "again"), "--reference", "trpo-lab, algo=trpo"]) == 0
     strip = lambda text: text.split("\n\nSources: ")[0]
     assert strip((tmp_path / "again" / "final_scores.md").read_text()) == strip(md)
 

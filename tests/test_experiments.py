@@ -42,6 +42,7 @@ EXPECTED_GRIDS = {
                                      "npg_a0.1", "npg_a0.3", "npg_a1", "npg_a3"],
     },
     "mujoco_1m": {"env": ["hopper", "walker2d", "halfcheetah"], "algo": ["trpo_no_ls", "trpo"]},
+    "peer_v5": {"env": ["hopper", "walker2d", "halfcheetah"]},
     "step_statistics": {"experiment/step_variant": ["npg_a0.1", "npg_a0.7", "trpo_no_ls", "trpo", "trpo_undamped"]},
     "trpo_paper": {"experiment/paper_task": ["cartpole_single_path", "cartpole_vine"],
                    "experiment/paper_variant": ["trpo", "trpo_empirical_fisher", "trpo_max_kl",
@@ -154,7 +155,9 @@ def test_one_job_of_each_preset_trains_at_smoke_scale(compose, tmp_path, preset)
     summary = run(cfg, tmp_path)
     assert summary["env_steps"] == 2048
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["env_steps"] for r in rows] == [512, 1024, 1536, 2048]
+    peer = cfg.get("peer")  # a peer collects its own rollouts: sb3-contrib's 2 envs × 1024 steps
+    per_update = peer.n_envs * peer.n_steps if peer else 512
+    assert [r["env_steps"] for r in rows] == list(range(per_update, 2049, per_update))
 
 
 # -- real multiruns -------------------------------------------------------------------------------------

@@ -70,9 +70,6 @@ log = logging.getLogger(__name__)
 #: lab's ``line_search/accepted``)
 SB3_NOT_LOGGED = ("train/n_updates", "train/learning_rate", "train/is_line_search_success")
 
-#: M, the finished episodes ``return/mean`` averages (SB3's own episode buffer is 100 long; the lab's is 10)
-RETURN_WINDOW = 10
-
 
 class LabTRPO(TRPO):
     """TRPO whose ``train()`` (one update) ends by handing the update to ``self.after_update(train_s)``."""
@@ -163,7 +160,7 @@ class UpdateLog:
 
     def __init__(self, cfg: DictConfig, model: TRPO, recorder: Recorder, sink: JsonlSink) -> None:
         self.cfg, self.model, self.recorder, self.sink = cfg, model, recorder, sink
-        self.window = ReturnWindow(RETURN_WINDOW)
+        self.window = ReturnWindow(cfg.return_window)
         self.updates, self.last_steps = 0, 0
         self.final_eval: dict[str, Any] | None = None
         self.time_split = {"rollout": 0.0, "train": 0.0, "eval": 0.0}
