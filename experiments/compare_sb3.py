@@ -4,6 +4,8 @@
     python experiments/compare_sb3.py experiments/mujoco_1m/runs.csv --reference "algo=trpo," \\
         --figure experiments/mujoco_1m/performance_profile_vs_sb3.png > experiments/mujoco_1m/comparison.md
     python experiments/compare_sb3.py experiments/kl_units/runs.csv > experiments/kl_units/comparison.md
+    python experiments/compare_sb3.py experiments/mujoco_1m/runs.csv experiments/peer_v5/runs.csv --reference "algo=trpo,"
+        (several runs.csv are read as one: ours from one study, the peer's from another)
 
 The peer's runs: the runs.csv rows whose ``peer`` column is set (a sweep with ``peer=sb3_contrib`` beside ours,
 read by ``trpo_lab.reports.final_scores``); for a task without such rows, the per-seed numbers of
@@ -32,7 +34,7 @@ from trpo_lab.reports import across_tasks
 from trpo_lab.reports.comparisons import (
     Bootstrap, difference_records, differences_table, find_reference, iqm_ci, is_peer, peer_records, peer_table,
 )
-from trpo_lab.reports.final_scores import comparison_table, read_runs_csv
+from trpo_lab.reports.final_scores import comparison_table, read_runs_csvs
 from trpo_lab.reports.markdown import format_ci, markdown_table
 
 REFERENCES = Path(__file__).with_name("REFERENCES.md")
@@ -73,13 +75,14 @@ def with_peer(table: dict[str, dict[str, list[dict[str, Any]]]], sb3_v5: dict[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs_csv", type=Path, help="a study's runs.csv (scripts/final_scores.py)")
+    parser.add_argument("runs_csv", type=Path, nargs="+",
+                        help="a study's runs.csv (scripts/final_scores.py), or several read as one (e.g. ours and the peer's)")
     parser.add_argument("--reference", help="a variant label, or a substring naming one variant per task; adds each "
                         "variant's difference to it")
     parser.add_argument("--figure", type=Path, help="write the performance profile here (beside the Markdown)")
     args = parser.parse_args(argv)
     try:  # every input checked before any output
-        table = comparison_table(read_runs_csv(args.runs_csv))
+        table = comparison_table(read_runs_csvs(args.runs_csv))
         if args.reference is not None:
             for task, variants in table.items():
                 find_reference([v for v, rows in variants.items() if not is_peer(rows)], args.reference)

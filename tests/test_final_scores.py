@@ -4,12 +4,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 from helpers import return_rows, write_run
 from test_run_stats import rows as scripted_rows
 
 from trpo_lab.reports import final_scores, step_behavior
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(root, name, algo, seed, eval_mean, returns, **columns):
@@ -126,3 +129,25 @@ def test_a_tables_rebuild_from_runs_csv_keeps_the_order_the_runs_were_read_in(tm
     first, second = (json.loads((tmp_path / d / "final_scores.json").read_text())["records"][0] for d in ("out", "again"))
     assert first["seeds"] == [0, 1, 2, 5, 3] == second["seeds"]
     assert second["eval_final"] == first["eval_final"]
+
+
+def test_several_runs_csv_read_as_one_and_a_group_in_two_is_an_error(tmp_path, capsys):
+    with open(ROOT / "experiments" / "mujoco_1m" / "runs.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows, fields = list(reader), reader.fieldnames
+    halves = {"trpo.csv": [r for r in rows if r["variant"].startswith("algo=trpo,")],
+              "others.csv": [r for r in rows if not r["variant"].startswith("algo=trpo,")]}
+    for name, part in halves.items():
+        with open(tmp_path / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fields)
+            w.writeheader()
+            w.writerows(part)
+    assert final_scores.main([str(tmp_path / "trpo.csv"), str(tmp_path / "others.csv"), "--out", str(tmp_path / "both")]) == 0
+    saved = json.loads((tmp_path / "both" / "final_scores.json").read_text())
+    seen = {(r["task"], r["variant"]): r for r in saved["records"]}
+    expected = {(r["task"], r["variant"]) for r in rows}
+    assert set(seen) == expected and sum(len(r["seeds"]) for r in seen.values()) == len(rows)
+    capsys.readouterr()
+    assert final_scores.main([str(tmp_path / "trpo.csv"), str(tmp_path / "trpo.csv"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "also in an earlier runs.csv" in err and err.count("\n") == 1

@@ -41,7 +41,8 @@ seed** where both ran the same seeds, unpaired otherwise, each row saying which.
 of normalised scores and the performance profile ``performance_profile.png`` (:mod:`trpo_lab.reports.across_tasks`).
 
 Every table can be rebuilt from ``runs.csv``: given a study's ``runs.csv`` instead of sweep folders, the
-report rewrites ``final_scores.md`` and ``.json`` from its rows (and leaves ``runs.csv`` as it is)::
+report rewrites ``final_scores.md`` and ``.json`` from its rows (and leaves ``runs.csv`` as it is); given several
+(e.g. our runs of one study and the peer's of another), it reads them as one::
 
     python -m trpo_lab.reports.final_scores experiments/NAME/runs.csv --out experiments/NAME [--reference VARIANT]
 """
@@ -54,6 +55,7 @@ import math
 import re
 import sys
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -215,6 +217,18 @@ def read_runs_csv(path: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     return {k: sorted(rows, key=lambda r: _natural_key(r["run"] or "")) for k, rows in groups.items()}
 
 
+def read_runs_csvs(paths: Sequence[Path]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """:func:`read_runs_csv` of several studies' ``runs.csv`` as one (e.g. our runs of one study beside the peer's of
+    another); ValueError when two of them hold the same (task, variant)."""
+    merged: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for path in paths:
+        for key, rows in read_runs_csv(path).items():
+            if key in merged:
+                raise ValueError(f"{path}: {key[0]} / {key[1]} is also in an earlier runs.csv")
+            merged[key] = rows
+    return merged
+
+
 def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], skipped: list[tuple[Run, str]],
                  out: Path, args: argparse.Namespace) -> str:
     """Write ``final_scores.md`` and ``final_scores.json`` into ``out`` from the ``runs.csv`` rows; return the Markdown."""
@@ -293,11 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tables = [d for d in args.sweep_dirs if d.suffix == ".csv"]
     if tables:
-        if len(args.sweep_dirs) != 1 or not tables[0].is_file():
-            print("error: give one existing runs.csv, or sweep folders, not both", file=sys.stderr)
+        if len(tables) != len(args.sweep_dirs) or not all(t.is_file() for t in tables):
+            print("error: give existing runs.csv files, or sweep folders, not both", file=sys.stderr)
             return 2
         try:
-            rows_by_group = read_runs_csv(tables[0])
+            rows_by_group = read_runs_csvs(tables)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

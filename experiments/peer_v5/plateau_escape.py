@@ -1,0 +1,65 @@
+"""Each side's plateau-escape rate on a task, with its CI, from a study's runs.csv.
+
+    python experiments/peer_v5/plateau_escape.py experiments/peer_v5/runs.csv --task HalfCheetah-v5 --above 2500
+
+A run *escapes* when its final deterministic evaluation (``eval_final``) is above ``--above``. HalfCheetah-v5's
+outcomes at 1M steps are bimodal: plateau runs end at 1,560–1,930 and escaped runs at 2,950–4,770
+(experiments/mujoco_1m, experiments/halfcheetah_plateau), so any threshold in the gap gives the same counts.
+
+Per variant (the ``variant`` column; the peer's rows carry its name): k of n runs escaped, the rate k/n with its
+95 % Wilson score interval (``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``), and, for each pair
+of variants, the two-sided Fisher exact test of equal rates (``scipy.stats.fisher_exact``): few runs and rates
+near 0 or 1 are where a normal approximation fails.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+from pathlib import Path
+
+from scipy import stats
+
+
+def escapes(runs_csv: Path, task: str, above: float) -> dict[str, list[bool]]:
+    """variant → one bool per run of ``task``: whether its ``eval_final`` is above ``above``."""
+    out: dict[str, list[bool]] = {}
+    with runs_csv.open() as f:
+        for row in csv.DictReader(f):
+            if row["task"] == task:
+                out.setdefault(row["variant"], []).append(float(row["eval_final"]) > above)
+    return out
+
+
+def table(by_variant: dict[str, list[bool]]) -> str:
+    lines = ["| variant | runs | escaped | rate [95 % Wilson CI] |", "|---|---|---|---|"]
+    for variant, runs in by_variant.items():
+        k, n = sum(runs), len(runs)
+        ci = stats.binomtest(k, n).proportion_ci(method="wilson")
+        lines.append(f"| {variant} | {n} | {k} | {k / n:.2f} [{ci.low:.2f}, {ci.high:.2f}] |")
+    lines += ["", "| A | B | rate A − rate B | Fisher exact p (two-sided) |", "|---|---|---|---|"]
+    for (a, ra), (b, rb) in itertools.combinations(by_variant.items(), 2):
+        counts = [[sum(ra), len(ra) - sum(ra)], [sum(rb), len(rb) - sum(rb)]]
+        p = stats.fisher_exact(counts).pvalue
+        lines.append(f"| {a} | {b} | {sum(ra) / len(ra) - sum(rb) / len(rb):+.2f} | {p:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("runs_csv", type=Path)
+    p.add_argument("--task", default="HalfCheetah-v5")
+    p.add_argument("--above", type=float, default=2500.0, help="an escaped run's eval_final is above this (default 2500)")
+    a = p.parse_args(argv)
+    by_variant = escapes(a.runs_csv, a.task, a.above)
+    if not by_variant:
+        print(f"error: no runs of {a.task} in {a.runs_csv}", file=sys.stderr)
+        return 2
+    print(f"{a.task}: a run escapes when eval_final > {a.above:g}\n")
+    print(table(by_variant))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
