@@ -19,7 +19,8 @@ groups name the sampler, ``experiment/paper_task`` = TASK_SAMPLER, and the varia
 The claims, each a difference A − B over seeds, paired by seed (runs of one seed share the initial policy and the
 first env seeds; :func:`trpo_lab.stats.paired_difference_ci`), 95 % percentile bootstrap:
 
-1. vine − single path, per variant present with both samplers;
+1. vine − single path, per variant present with both samplers; also in ``improved_share`` = paired_improved /
+   paired_measured, the share of the measured updates the paired evaluation resolved as improvements;
 2. TRPO − the best fixed-step NPG, per sampler and score (the best α by that score's mean over seeds, as the paper
    kept the best final result; ties by ``train_auc``: choosing on the same runs favours NPG);
 3. empirical − analytic Fisher (``trpo_empirical_fisher`` − ``trpo``), per sampler;
@@ -50,6 +51,17 @@ from trpo_lab.stats import bootstrap_band, bootstrap_ci, paired_difference_ci  #
 COLUMNS = ["task", "sampler", "variant", "seed", "run", "git_commit", "env_steps", "updates", "eval_final", "train_auc",
            "steps_to_threshold", "paired_measured", "paired_resolved", "paired_improved"]
 SCORES = {"eval_final": "final deterministic return", "train_auc": "training return, area per env step"}
+#: claim 1 only: the share of the measured updates that the paired evaluation resolved as improvements
+IMPROVED_SHARE = "improved_share"
+LABELS = {**SCORES, IMPROVED_SHARE: "paired: resolved improvements / measured updates"}
+
+
+def score_of(record: dict[str, Any], score: str) -> float:
+    """A run's ``score``: a ``curve_stats.csv`` column, or ``improved_share`` = paired_improved / paired_measured."""
+    if score == IMPROVED_SHARE:
+        m = float(record["paired_measured"])
+        return float(record["paired_improved"]) / m if m else math.nan
+    return float(record[score])
 
 
 def run_record(run: Run, threshold: float) -> dict[str, Any]:
@@ -103,8 +115,8 @@ def compare(by: Cells, a: tuple[str, str], b: tuple[str, str], score: str, seed:
     seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
     if len(seeds) < 2:
         return None
-    xa = np.array([by[a][s][score] for s in seeds], dtype=float)
-    xb = np.array([by[b][s][score] for s in seeds], dtype=float)
+    xa = np.array([score_of(by[a][s], score) for s in seeds], dtype=float)
+    xb = np.array([score_of(by[b][s], score) for s in seeds], dtype=float)
     d, lo, hi = paired_difference_ci(xa, xb, seed=seed)
     verdict = "A better" if lo > 0 else "B better" if hi < 0 else "not resolved"
     return {"A": "/".join(a), "B": "/".join(b), "score": score, "seeds": len(seeds), "mean_A": float(xa.mean()),
@@ -123,11 +135,11 @@ def claims(by: Cells, seed: int) -> list[tuple[str, dict[str, Any]]]:
     samplers = sorted({s for s, _ in by})
     variants = sorted({v for _, v in by})
     out = []
-    for score in SCORES:
+    for score in (*SCORES, IMPROVED_SHARE):
         pairs: list[tuple[str, tuple[str, str], tuple[str, str]]] = []
         for v in variants:
             pairs.append(("1 vine vs single path", ("vine", v), ("single_path", v)))
-        for s in samplers:
+        for s in samplers if score in SCORES else ():
             npg = best_npg(by, s, score)
             if npg:
                 pairs.append(("2 TRPO vs best NPG", (s, "trpo"), (s, npg)))
@@ -174,8 +186,9 @@ def report(records: list[dict[str, Any]], seed: int) -> str:
              "`experiments/trpo_paper/verdicts.py` (its docstring defines every column); differences are A − B, "
              "**paired by seed**, 95 % percentile bootstrap CI over seeds.\n",
              "## Claims\n"]
-    rows = [[claim, c["A"], c["B"], SCORES[c["score"]], c["seeds"], fmt(c["mean_A"], 1), fmt(c["mean_B"], 1),
-             f"{fmt(c['diff'], 1)} [{fmt(c['ci'][0], 1)}, {fmt(c['ci'][1], 1)}]", c["verdict"]]
+    d = lambda c: 3 if c["score"] == IMPROVED_SHARE else 1
+    rows = [[claim, c["A"], c["B"], LABELS[c["score"]], c["seeds"], fmt(c["mean_A"], d(c)), fmt(c["mean_B"], d(c)),
+             f"{fmt(c['diff'], d(c))} [{fmt(c['ci'][0], d(c))}, {fmt(c['ci'][1], d(c))}]", c["verdict"]]
             for claim, c in claims(by, seed)]
     lines.append(markdown_table(["claim", "A", "B", "score", "seeds", "mean A", "mean B", "A − B [95 % CI]", "verdict"], rows))
     lines.append("\n## Paired evaluation: how many updates it resolved (pooled over runs, CI over runs)\n")
@@ -197,8 +210,10 @@ def report(records: list[dict[str, Any]], seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(runs: list[Run], out: Path) -> None:
-    """curves.png: training return against env steps, one panel per sampler, mean over seeds with a 95 % band."""
+def plot(runs: list[Run], out: Path, xmax: float | None = None) -> None:
+    """curves.png: training return against env steps, mean over seeds with a 95 % bootstrap band (whole curves
+    resampled): one panel per sampler with every variant, and a third with TRPO and NPG α = 1 under both samplers
+    (claim 1). ``xmax``: the x range shown (the runs go on; a flat tail hides the differences)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -206,17 +221,29 @@ def plot(runs: list[Run], out: Path) -> None:
     for r in runs:
         rec = run_record(r, math.inf)
         groups[rec["sampler"]][rec["variant"]].append(r)
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), sharey=True, squeeze=False)
-    for ax, (sampler, variants) in zip(axes[0], sorted(groups.items())):
-        for variant, rs in sorted(variants.items()):
+    panels = [(f"{s.replace('_', ' ')}: every variant", [(v, rs, "-") for v, rs in sorted(vs.items())])
+              for s, vs in sorted(groups.items())]
+    both = [(f"{v}, {s.replace('_', ' ')}", groups[s][v], "-" if s == "single_path" else "--")
+            for v in ("trpo", "npg_a1") for s in sorted(groups) if v in groups[s]]
+    if len(groups) > 1 and both:
+        panels.append(("claim 1: single path (solid) vs vine (dashed)", both))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), sharey=True, squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels):
+        colors: dict[str, Any] = {}
+        for label, rs, style in curves:
             x, ys = aligned_curves(rs)
             mean, lo, hi = bootstrap_band(ys)
-            (line,) = ax.plot(x, mean, label=f"{variant} (n={len(rs)})", lw=1.4)
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_title(f"{runs[0].task}: {sampler.replace('_', ' ')}")
+            key = label.split(",")[0]
+            (line,) = ax.plot(x, mean, style, color=colors.get(key), label=f"{label} (n={len(rs)})", lw=1.4)
+            colors.setdefault(key, line.get_color())
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
+        ax.set_title(f"{runs[0].task}: {title}", fontsize=10)
         ax.set_xlabel("env steps (vine: trunk and branches)")
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e3:.0f}k")
+        if xmax:
+            ax.set_xlim(0, xmax)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7.5, loc="lower right")
     axes[0][0].set_ylabel("training return (mean of the batch's episodes)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
@@ -229,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threshold", type=float, default=950.0, help="training return for steps_to_threshold (default 950)")
     p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
+    p.add_argument("--xmax", type=float, help="the env-step range of curves.png (default: the whole run)")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     if len(a.sources) == 1 and a.sources[0].suffix == ".csv":
@@ -240,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             w = csv.DictWriter(f, COLUMNS)
             w.writeheader()
             w.writerows(records)
-        plot(runs, a.out)
+        plot(runs, a.out, a.xmax)
     (a.out / "verdicts.md").write_text(report(records, a.seed))
     print((a.out / "verdicts.md").read_text())
     return 0
