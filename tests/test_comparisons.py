@@ -28,6 +28,8 @@ def _sweep(root: Path) -> None:
                 if variant == "peer":
                     config["peer"] = {"name": "sb3_contrib_trpo", "n_envs": 2}  # as conf/peer/sb3_contrib.yaml composes
                 summary = {"env_steps": 12000, "updates": 12, "final_eval": {"return_mean": ev, "return_std": 0.0, "episodes": 10}}
+                if variant != "peer":  # the lab counts collapses; sb3-contrib does not measure them
+                    summary["collapses"] = 1
                 write_run(root / f"{task}-{variant}-{seed}", overrides + [f"seed={seed}"], return_rows([ev] * 12),
                           env_id=task, seed=seed, config=config, summary=summary)
 
@@ -73,6 +75,10 @@ def test_final_scores_pairs_our_variants_by_seed_and_puts_the_peer_beside_them(t
     (walker,) = [r for r in saved["differences"] if r["task"] == "Walker2d-v5"]
     assert walker["eval_final"]["kind"] == "paired" and walker["eval_final"]["difference"] == [0.0, 0.0, 0.0]
     assert {(r["task"], r["kind"]) for r in saved["against_peer"]} == {("Hopper-v5", "unpaired"), ("Walker2d-v5", "unpaired")}
+    collapses = {(r["task"], r["variant"]): r["collapses"] for r in saved["records"] if r["task"] == "Hopper-v5"}
+    assert collapses == {("Hopper-v5", peer_label): None, ("Hopper-v5", ours("trpo", "")): 3,
+                         ("Hopper-v5", ours("trpo_no_ls", "")): 3}  # not measured is n/a, never 0
+    assert re.search(rf"\| Hopper-v5 \| {re.escape(peer_label)} \| n/a \|", md)
     # rebuilt from runs.csv: the same tables
     assert final_scores.main([str(tmp_path / "out" / "runs.csv"), "--out", str(tmp_path / "again"), "--reference", "trpo-lab, algo=trpo"]) == 0
     strip = lambda text: text.split("\n\nSources: ")[0]

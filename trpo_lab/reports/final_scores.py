@@ -155,7 +155,8 @@ def variant_record(task: str, variant: str, rows: list[dict[str, Any]], args: ar
         "seeds": [r["seed"] for r in rows],
         "eval_final": _score_stats([r["eval_final"] for r in rows], args),
         "train_final": _score_stats([r["train_final"] for r in rows], args),
-        "collapses": int(sum(r["collapses"] or 0 for r in rows)),
+        "collapses": (None if all(r["collapses"] is None for r in rows)  # e.g. a peer: not measured, not 0
+                      else int(sum(r["collapses"] or 0 for r in rows))),
         **{k: run_stats.mean_over_runs(r[k] for r in rows) for k in SHARE_COLUMNS},
         "kl_over_delta_median": run_stats.median_over_runs(r["kl_over_delta_median"] for r in rows),
         "paired_measured": sum(r["paired_measured"] for r in rows),
@@ -249,7 +250,7 @@ def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], ski
     steps = markdown_table(
         ["task", "variant", "collapses", "improved / resolved (paired)", "measured", "violation", "full step violates",
          "line search acts", "rejects", "accepted", "median KL/δ"],
-        [(r["task"], r["variant"], r["collapses"],
+        [(r["task"], r["variant"], "n/a" if r["collapses"] is None else r["collapses"],
           f"{r['paired_improved']}/{r['paired_resolved']} ({_pct(r['resolved_improved_fraction'])})" if r["paired_resolved"] else "n/a",
           r["paired_measured"], _pct(r["violation_rate"]), _pct(r["full_step_violation_rate"]), _pct(r["line_search_acted"]),
           _pct(r["line_search_rejected"]), _pct(r["accepted_rate"]),
