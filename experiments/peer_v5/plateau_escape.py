@@ -1,6 +1,7 @@
 """Each side's plateau-escape rate on a task, with its CI, from a study's runs.csv.
 
-    python experiments/peer_v5/plateau_escape.py experiments/peer_v5/runs.csv --task HalfCheetah-v5 --above 2500
+    python experiments/peer_v5/plateau_escape.py experiments/mujoco_1m/runs.csv experiments/peer_v5/runs.csv \
+        --task HalfCheetah-v5 --above 2500
 
 A run *escapes* when its final deterministic evaluation (``eval_final``) is above ``--above``. HalfCheetah-v5's
 outcomes at 1M steps are bimodal: plateau runs end at 1,560–1,930 and escaped runs at 2,950–4,770
@@ -22,13 +23,14 @@ from pathlib import Path
 from scipy import stats
 
 
-def escapes(runs_csv: Path, task: str, above: float) -> dict[str, list[bool]]:
-    """variant → one bool per run of ``task``: whether its ``eval_final`` is above ``above``."""
+def escapes(runs_csvs: list[Path], task: str, above: float) -> dict[str, list[bool]]:
+    """variant → one bool per run of ``task`` in any of ``runs_csvs``: whether its ``eval_final`` is above ``above``."""
     out: dict[str, list[bool]] = {}
-    with runs_csv.open() as f:
-        for row in csv.DictReader(f):
-            if row["task"] == task:
-                out.setdefault(row["variant"], []).append(float(row["eval_final"]) > above)
+    for runs_csv in runs_csvs:
+        with runs_csv.open() as f:
+            for row in csv.DictReader(f):
+                if row["task"] == task:
+                    out.setdefault(row["variant"], []).append(float(row["eval_final"]) > above)
     return out
 
 
@@ -48,13 +50,13 @@ def table(by_variant: dict[str, list[bool]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("runs_csv", type=Path)
+    p.add_argument("runs_csv", type=Path, nargs="+", help="one or more runs.csv (scripts/final_scores.py)")
     p.add_argument("--task", default="HalfCheetah-v5")
     p.add_argument("--above", type=float, default=2500.0, help="an escaped run's eval_final is above this (default 2500)")
     a = p.parse_args(argv)
     by_variant = escapes(a.runs_csv, a.task, a.above)
     if not by_variant:
-        print(f"error: no runs of {a.task} in {a.runs_csv}", file=sys.stderr)
+        print(f"error: no runs of {a.task} in {', '.join(map(str, a.runs_csv))}", file=sys.stderr)
         return 2
     print(f"{a.task}: a run escapes when eval_final > {a.above:g}\n")
     print(table(by_variant))
