@@ -147,6 +147,36 @@ def test_grid_points_set_what_their_names_say(compose):
     assert cart.env.id == "InvertedPendulum-v5" and list(cart.policy.hidden_sizes) == []
 
 
+def _flat(cfg, prefix: str = "") -> dict[str, object]:
+    from omegaconf import OmegaConf
+    out: dict[str, object] = {}
+    for k, v in (OmegaConf.to_container(cfg, resolve=True) if prefix == "" else cfg).items():
+        key = f"{prefix}{k}"
+        out.update(_flat(v, f"{key}.") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def test_scaled_paper_tasks_differ_from_table_2_only_in_the_stated_sizes(compose):
+    """The locomotion study's ``*_scaled_*`` presets: 2M steps per run, Hopper/Walker2d at 50K steps per iteration
+    for both samplers (vine: 16K trunk + 85 states × 4 × 100-step branches); everything else is Table 2's."""
+    scaled = {"swimmer_scaled_single_path": {}, "swimmer_scaled_vine": {},
+              "hopper_scaled_single_path": {"rollout.batch_size": 50_000},
+              "hopper_scaled_vine": {"sampling.states": 85},
+              "walker2d_scaled_single_path": {"rollout.batch_size": 50_000},
+              "walker2d_scaled_vine": {"sampling.states": 85}}
+    found = sorted(p.stem for p in (Path(CONF_DIR) / "experiment" / "paper_task").glob("*_scaled_*.yaml"))
+    assert found == sorted(scaled)
+    for task, changed in scaled.items():
+        base = _flat(compose(["experiment=trpo_paper", f"experiment/paper_task={task.replace('_scaled', '')}"]))
+        cfg = _flat(compose(["experiment=trpo_paper", f"experiment/paper_task={task}"]))
+        diff = {k: cfg[k] for k in cfg if cfg[k] != base.get(k)}
+        assert diff == {**changed, "total_env_steps": 2_000_000}, task
+        if task.endswith("_vine"):  # at most as many steps per iteration as single path: trunk + N·K·T_b
+            sp = compose(["experiment=trpo_paper", f"experiment/paper_task={task.replace('_vine', '_single_path')}"])
+            per_iteration = cfg["rollout.batch_size"] + cfg["sampling.states"] * 4 * cfg["sampling.branch_length"]
+            assert per_iteration <= sp.rollout.batch_size
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_one_job_of_each_preset_trains_at_smoke_scale(compose, tmp_path, preset):
     first_point = [f"{k}={v[0]}" for k, v in sweep_params(compose, preset).items()]

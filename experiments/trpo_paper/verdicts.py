@@ -244,7 +244,7 @@ def plot(runs: list[Run], out: Path, xmax: float | None = None) -> None:
             ax.set_xlim(0, xmax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7.5, loc="lower right")
-    axes[0][0].set_ylabel("training return (mean of the batch's episodes)")
+    axes[0][0].set_ylabel("training return (return/mean: the last return_window episodes)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
