@@ -205,18 +205,6 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
         self._obs[i] = snap["obs"].numpy()
         return self._obs[i].copy()
 
-    def state_dict(self) -> dict[str, Any]:
-        """Every sub-env's :meth:`snapshot_env`: a checkpoint of the vector env mid-episode (``weights_only``-safe)."""
-        return {"num_envs": self.num_envs, "envs": [self.snapshot_env(i) for i in range(self.num_envs)]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> np.ndarray:
-        """Restore :meth:`state_dict`'s state; returns the observations the next ``step``'s actions act on."""
-        if state["num_envs"] != self.num_envs:
-            raise ValueError(f"a state of {state['num_envs']} envs cannot be loaded into {self.num_envs} envs")
-        for i, snap in enumerate(state["envs"]):
-            self.restore_env(i, snap)
-        return self._obs.copy()
-
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
