@@ -4,6 +4,7 @@ its config, its name in the reports, and the one-line error without the ``peers`
 from __future__ import annotations
 
 import csv
+import json
 import importlib.util
 import os
 import subprocess
@@ -104,6 +105,27 @@ def test_the_run_folder_is_complete_and_its_rows_are_the_updates(peer_run):
     assert all(r["line_search/accepted"] in (0, 1) for r in rows)
     assert summary["meta"]["peer"]["name"] == "sb3_contrib_trpo"
     assert not any(k.startswith(("step/", "paired/", "monotonic/")) for r in rows for k in r)  # not measured by sb3
+
+
+@pytest.mark.slow
+def test_an_offline_wandb_run_holds_the_peers_rows_and_summary(tmp_path, monkeypatch):
+    """With W&B on (offline), the peer's run folder holds one finished W&B run whose history is metrics.jsonl's
+    rows (the same env steps and returns) and whose summary and config are the run's."""
+    from trpo_lab.train import run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run(compose_config([*PEER, "logger.wandb.mode=offline"]), tmp_path)
+    (wandb_run,) = (tmp_path / "wandb").glob("offline-run-*")
+    wandb_bin = str(Path(sys.executable).parent / "wandb")
+    out = subprocess.run([wandb_bin, "leet", "inspect", "--summary", "--json", str(wandb_run)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert info["state"] == "finished" and info["config"]["peer"]["name"] == "sb3_contrib_trpo"
+    assert info["summary"]["env_steps"] == rows[-1]["env_steps"] == 2048
+    assert info["summary"]["return/mean"] == pytest.approx(rows[-1]["return/mean"])
+    assert info["summary"]["final_eval"]["return_mean"] == pytest.approx(read_summary(tmp_path)["final_eval"]["return_mean"])
 
 
 def test_final_eval_is_the_labs_protocol_recomputed_from_the_saved_model(peer_run):

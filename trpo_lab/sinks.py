@@ -153,6 +153,23 @@ class WandbSink:
                 self.run = None
 
 
+def wandb_sink(cfg: Any, run_dir: Path, meta: dict[str, Any], run_id: str | None = None) -> WandbSink | None:
+    """The run's W&B sink from ``cfg.logger.wandb`` (None when disabled); its config is the resolved ``cfg`` plus
+    ``meta``; its group, job type and name come from ``meta`` unless the logger config sets the group. ``cfg``:
+    the run's DictConfig (the lab's trainer or a peer)."""
+    from omegaconf import OmegaConf
+
+    w = cfg.logger.wandb
+    if w.mode == "disabled":
+        return None
+    return WandbSink(
+        run_dir, {**OmegaConf.to_container(cfg, resolve=True), "meta": meta}, mode=w.mode,
+        project=w.project, entity=w.entity, group=w.group or meta.get("group"),
+        job_type=meta.get("job_type"), name=meta.get("name"), tags=list(w.tags),
+        init_timeout=w.init_timeout, run_id=run_id, silent=w.silent,
+    )
+
+
 def done_line(summary: dict[str, Any]) -> str:
     """The last line of a run: env steps, time, and the final deterministic evaluation."""
     ev = summary.get("final_eval")

@@ -37,8 +37,7 @@ from trpo_lab.run_folder import (
     write_summary,
 )
 from trpo_lab.schedule import Checkpoints, Evaluation, PairedEvaluation
-from trpo_lab.sinks import ConsoleProgress, JsonlSink, WandbSink, done_line, progress_file_logger
-from trpo_lab.sinks import Sinks
+from trpo_lab.sinks import ConsoleProgress, JsonlSink, Sinks, done_line, progress_file_logger, wandb_sink
 from trpo_lab.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 from trpo_lab.vine import VineCollector
 
@@ -152,14 +151,7 @@ def _assemble_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] |
 def build_sinks(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], wandb_run_id: str | None, start: int) -> Sinks:
     """metrics.jsonl, console progress and (unless disabled) a W&B run, from ``cfg.logger``."""
     lg = cfg.logger
-    wandb_sink = None
-    if lg.wandb.mode != "disabled":
-        wandb_sink = WandbSink(
-            run_dir, {**OmegaConf.to_container(cfg, resolve=True), "meta": meta}, mode=lg.wandb.mode,
-            project=lg.wandb.project, entity=lg.wandb.entity, group=lg.wandb.group or meta.get("group"),
-            job_type=meta.get("job_type"), name=meta.get("name"), tags=list(lg.wandb.tags),
-            init_timeout=lg.wandb.init_timeout, run_id=wandb_run_id, silent=lg.wandb.silent,
-        )
+    wandb = wandb_sink(cfg, run_dir, meta, wandb_run_id)
     console = lg.console
     if console == "auto" and meta.get("multirun"):
         console = "lines"
@@ -169,7 +161,7 @@ def build_sinks(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], wandb_run_
             cfg.total_env_steps, console, lg.console_every, start=start, file_logger=progress_file_logger(),
             label=job_label(),
         ),
-        wandb=wandb_sink,
+        wandb=wandb,
     )
 
 

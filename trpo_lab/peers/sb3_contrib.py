@@ -3,7 +3,8 @@
 The model: ``sb3_contrib.TRPO("MlpPolicy")`` on a ``DummyVecEnv`` of ``peer.n_envs`` Monitor-wrapped envs of
 ``env.id`` (env i seeded ``seed + i``, as the lab's envs), inside ``VecNormalize`` (obs and rewards, γ =
 ``peer.gamma``); torch seeded with ``seed`` and ``torch_threads`` threads. Each update k (after one rollout of
-``n_envs × n_steps`` env steps, sb3's ``train()``) writes one ``metrics.jsonl`` row in the lab's keys:
+``n_envs × n_steps`` env steps, sb3's ``train()``) writes one ``metrics.jsonl`` row in the lab's keys, and logs it
+to W&B as the lab's trainer does (unless ``logger.wandb.mode=disabled``):
 
 * ``env_steps``, ``update`` (= k, from 1);
 * ``return/mean`` = (1/|W|) Σ_{R∈W} R, W the raw returns (Monitor) of the last 10 finished episodes
@@ -57,7 +58,7 @@ from trpo_lab.return_window import ReturnWindow
 from trpo_lab.run_folder import (
     METRICS, PEER_NORMALIZER, PEER_POLICY, claim_folder, discard_run, has_metrics, read_saved_config, write_summary,
 )
-from trpo_lab.sinks import JsonlSink, progress_file_logger
+from trpo_lab.sinks import JsonlSink, WandbSink, progress_file_logger, wandb_sink
 
 from sb3_contrib import TRPO  # noqa: E402 - after the lab's imports: trpo_lab.peers checked it is installed
 from stable_baselines3.common.callbacks import BaseCallback
@@ -156,10 +157,12 @@ class Recorder(BaseCallback):
 
 
 class UpdateLog:
-    """Writes one ``metrics.jsonl`` row per update (module docstring) and runs the evaluations that are due."""
+    """Writes one ``metrics.jsonl`` row per update (module docstring), and to W&B unless ``wandb`` is None, and runs
+    the evaluations that are due."""
 
-    def __init__(self, cfg: DictConfig, model: TRPO, recorder: Recorder, sink: JsonlSink) -> None:
-        self.cfg, self.model, self.recorder, self.sink = cfg, model, recorder, sink
+    def __init__(self, cfg: DictConfig, model: TRPO, recorder: Recorder, sink: JsonlSink,
+                 wandb: WandbSink | None = None) -> None:
+        self.cfg, self.model, self.recorder, self.sink, self.wandb = cfg, model, recorder, sink, wandb
         self.window = ReturnWindow(cfg.return_window)
         self.updates, self.last_steps = 0, 0
         self.final_eval: dict[str, Any] | None = None
@@ -198,6 +201,8 @@ class UpdateLog:
         row["perf/max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.last_steps = steps
         self.sink.log(row)
+        if self.wandb is not None:
+            self.wandb.log(row)
         if self.progress is not None and (self.updates % self.cfg.logger.console_every == 0 or last):
             ret = row["return/mean"]
             self.progress.info("[%9d steps | update %5d] return %s | accepted %d | %.0f steps/s", steps, self.updates,
@@ -219,7 +224,9 @@ def start_folder(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train sb3-contrib's TRPO with ``cfg`` into ``run_dir``; returns (and writes) ``summary.json``."""
+    """Train sb3-contrib's TRPO with ``cfg`` into ``run_dir``; returns (and writes) ``summary.json``. Every update's
+    row goes to ``metrics.jsonl`` and, unless ``logger.wandb.mode=disabled``, to a W&B run in the folder (the
+    lab's :func:`~trpo_lab.sinks.wandb_sink`: same project, group and config layout as the lab's runs)."""
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     start_folder(cfg, run_dir)
@@ -228,9 +235,22 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     meta["peer"] = {"name": cfg.peer.name, "versions": {p: _version(p) for p in ("sb3-contrib", "stable-baselines3")}}
     torch.manual_seed(cfg.seed)
     model = build(cfg)
+    wandb = wandb_sink(cfg, run_dir, meta)
+    try:
+        summary = _train(cfg, run_dir, model, meta, wandb)
+        if wandb is not None:
+            wandb.summary(summary)
+        return summary
+    finally:
+        if wandb is not None:
+            wandb.close()
+
+
+def _train(cfg: DictConfig, run_dir: Path, model: TRPO, meta: dict[str, Any], wandb: WandbSink | None) -> dict[str, Any]:
+    """``model.learn`` with the lab's per-update rows, then the saved model and ``summary.json``."""
     recorder = Recorder()
     sink = JsonlSink(run_dir / METRICS)
-    updates = UpdateLog(cfg, model, recorder, sink)
+    updates = UpdateLog(cfg, model, recorder, sink, wandb)
     model.after_update = updates
     t0 = time.perf_counter()
     try:
