@@ -23,6 +23,9 @@ from torch.nn.utils import parameters_to_vector
 
 from trpo_lab.policies import CategoricalPolicy, GaussianPolicy
 
+#: the W&B command-line tool of the running interpreter (``wandb leet inspect`` reads offline runs)
+WANDB = str(Path(sys.executable).parent / "wandb")
+
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 HELPERS = Path(__file__).resolve()
 

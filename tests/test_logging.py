@@ -2,8 +2,6 @@
 import json
 import math
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +11,7 @@ from trpo_lab.policies import GaussianPolicy
 from trpo_lab.sinks import resolve_wandb_mode
 from trpo_lab.train import build_update, run
 
-from helpers import SMOKE, metrics_rows, perturbed, run_cli
-
-WANDB = str(Path(sys.executable).parent / "wandb")
+from helpers import SMOKE, WANDB, metrics_rows, perturbed, run_cli
 
 
 def test_wandb_mode_resolution(monkeypatch, tmp_path):

@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from conftest import compose_config
+from helpers import WANDB
 from trpo_lab.config import ConfigError, validate
 from trpo_lab.run_folder import PEER_NORMALIZER, PEER_POLICY, RunFolderError, read_metrics, read_summary
 from trpo_lab.runs import Run, group_runs, load_runs
@@ -116,8 +117,7 @@ def test_an_offline_wandb_run_holds_the_peers_rows_and_summary(tmp_path, monkeyp
     monkeypatch.setenv("WANDB_MODE", "offline")
     run(compose_config([*PEER, "logger.wandb.mode=offline"]), tmp_path)
     (wandb_run,) = (tmp_path / "wandb").glob("offline-run-*")
-    wandb_bin = str(Path(sys.executable).parent / "wandb")
-    out = subprocess.run([wandb_bin, "leet", "inspect", "--summary", "--json", str(wandb_run)],
+    out = subprocess.run([WANDB, "leet", "inspect", "--summary", "--json", str(wandb_run)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
