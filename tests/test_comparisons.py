@@ -114,3 +114,51 @@ def test_compare_sb3_bootstraps_the_peer_and_shows_no_ci_for_the_published_mean(
     assert "| paired (5 seeds) | +0 [+0, +0] | +0 [+0, +0] |" in _row(diffs, "Walker2d-v5", "algo=trpo_no_ls, algo.step_rule.step_size=(default)")
     assert figure.stat().st_size > 0 and f"]({figure.name})" in md
     assert module.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--reference", "algo=trpo"]) == 2
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fisher_two_sided(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Fisher's exact test by enumeration: the hypergeometric tables with the same margins that are at most as
+    likely as the observed one."""
+    from math import comb
+    total, k = n1 + n2, k1 + k2
+    prob = lambda a: comb(n1, a) * comb(n2, k - a) / comb(total, k)
+    seen = prob(k1)
+    return sum(prob(a) for a in range(max(0, k - n2), min(k, n1) + 1) if prob(a) <= seen * (1 + 1e-9))
+
+
+def test_plateau_escape_pools_renamed_variants_and_matches_hand_counts(tmp_path, capsys):
+    module = _load(ROOT / "experiments" / "peer_v5" / "plateau_escape.py")
+    fields = ["task", "variant", "eval_final"]
+    studies = {  # the same config under two studies' labels, a second config, and another task
+        "a.csv": [("HalfCheetah-v5", "algo=trpo, x=(default)", e) for e in (1900, 4000, 1800, 1850)]
+                 + [("Hopper-v5", "algo=trpo, x=(default)", 9000)],
+        "b.csv": [("HalfCheetah-v5", "x=(default), y=1", e) for e in (3000, 1700, 1750, 1600, 1650, 1500)]
+                 + [("HalfCheetah-v5", "x=2, y=1", e) for e in (4400, 3900, 5000, 1700, 4100)],
+    }
+    for name, rows in studies.items():
+        with open(tmp_path / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(fields)
+            w.writerows(rows)
+    args = [str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--name", "x=(default)=default", "--name", "x=2=wide"]
+    assert module.main(args) == 0
+    md = capsys.readouterr().out
+    # default: 1 + 1 of 4 + 6 above 2500; wide: 4 of 5; the Wilson interval by its closed form
+    for name, k, n in (("default", 2, 10), ("wide", 4, 5)):
+        z, p = 1.959963984540054, k / n
+        centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+        assert f"| {name} | {n} | {k} | {p:.2f} [{centre - half:.2f}, {centre + half:.2f}] |" in md
+    assert f"| default | wide | {2 / 10 - 4 / 5:+.2f} | {_fisher_two_sided(2, 10, 4, 5):.2f} |" in md
+    assert "algo=trpo" not in md  # every label renamed, Hopper's run not counted
+    # a label matching two names, or a malformed --name: a one-line error
+    assert module.main([str(tmp_path / "a.csv"), "--name", "x=default", "--name", "trpo=t"]) == 2
+    assert module.main([str(tmp_path / "a.csv"), "--name", "trpo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 2 and err.count("\n") == 2

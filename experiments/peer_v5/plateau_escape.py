@@ -11,6 +11,10 @@ Per variant (the ``variant`` column; the peer's rows carry its name): k of n run
 95 % Wilson score interval (``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``), and, for each pair
 of variants, the two-sided Fisher exact test of equal rates (``scipy.stats.fisher_exact``): few runs and rates
 near 0 or 1 are where a normal approximation fails.
+
+``--name SUBSTRING=NAME`` (repeatable) shows every variant whose label contains SUBSTRING as NAME, and pools the
+runs of variants given the same NAME: e.g. one config's runs from two studies, whose labels differ only because
+each study names its variants by what differs within it.
 """
 from __future__ import annotations
 
@@ -23,15 +27,24 @@ from pathlib import Path
 from scipy import stats
 
 
-def escapes(runs_csvs: list[Path], task: str, above: float) -> dict[str, list[bool]]:
-    """variant → one bool per run of ``task`` in any of ``runs_csvs``: whether its ``eval_final`` is above ``above``."""
+def escapes(runs_csvs: list[Path], task: str, above: float, names: dict[str, str] | None = None) -> dict[str, list[bool]]:
+    """variant → one bool per run of ``task`` in any of ``runs_csvs``: whether its ``eval_final`` is above ``above``.
+    ``names`` maps a substring of a variant label to the name it is shown (and pooled) under."""
     out: dict[str, list[bool]] = {}
     for runs_csv in runs_csvs:
         with runs_csv.open() as f:
             for row in csv.DictReader(f):
                 if row["task"] == task:
-                    out.setdefault(row["variant"], []).append(float(row["eval_final"]) > above)
+                    out.setdefault(display_name(row["variant"], names or {}), []).append(float(row["eval_final"]) > above)
     return out
+
+
+def display_name(variant: str, names: dict[str, str]) -> str:
+    """The name ``variant`` is shown under: the NAME of the one ``--name`` SUBSTRING it contains, else its label."""
+    hits = [name for sub, name in names.items() if sub in variant]
+    if len(hits) > 1:
+        raise ValueError(f"--name: {variant!r} contains more than one SUBSTRING")
+    return hits[0] if hits else variant
 
 
 def table(by_variant: dict[str, list[bool]]) -> str:
@@ -53,8 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs_csv", type=Path, nargs="+", help="one or more runs.csv (scripts/final_scores.py)")
     p.add_argument("--task", default="HalfCheetah-v5")
     p.add_argument("--above", type=float, default=2500.0, help="an escaped run's eval_final is above this (default 2500)")
+    p.add_argument("--name", action="append", default=[], metavar="SUBSTRING=NAME",
+                   help="show variants whose label contains SUBSTRING as NAME; variants of one NAME pool (repeatable)")
     a = p.parse_args(argv)
-    by_variant = escapes(a.runs_csv, a.task, a.above)
+    if bad := [n for n in a.name if "=" not in n]:
+        print(f"error: --name {bad[0]!r}: expected SUBSTRING=NAME", file=sys.stderr)
+        return 2
+    names = dict(n.rsplit("=", 1) for n in a.name)
+    try:
+        by_variant = escapes(a.runs_csv, a.task, a.above, names)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not by_variant:
         print(f"error: no runs of {a.task} in {', '.join(map(str, a.runs_csv))}", file=sys.stderr)
         return 2
