@@ -71,14 +71,13 @@ def test_a_window_needs_at_least_one_episode():
 
 
 def test_on_halfcheetah_the_proxy_and_its_delta_are_defined_after_the_first_episode(compose, tmp_path):
-    """The issue's done-when: HalfCheetah-v5 (1000-step episodes) at 4 envs × 512 steps per batch (the lab's generic
-    layout; the task's preset is 2 × 1024), so every other batch finishes no episode, 40k env steps. After the
-    first finished episode, ``return/mean`` and ``return/delta`` are defined on ≥ 90 % of the updates (the batch's
-    own mean is not)."""
+    """The issue's done-when: HalfCheetah-v5 (1000-step episodes, 512 steps per env per batch, so every other batch
+    finishes no episode), 40k env steps, default config. After the first finished episode, ``return/mean`` and
+    ``return/delta`` are defined on ≥ 90 % of the updates (the batch's own mean is not)."""
     from helpers import QUIET
     from trpo_lab.train import run
 
-    run(compose(["env=halfcheetah", "rollout.num_envs=4", "total_env_steps=40000", *QUIET]), tmp_path)
+    run(compose(["env=halfcheetah", "total_env_steps=40000", *QUIET]), tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     first = next(i for i, r in enumerate(rows) if r["return/episodes"] > 0)
     after = rows[first:]
