@@ -34,6 +34,14 @@ def _sweep(root: Path) -> None:
                           env_id=task, seed=seed, config=config, summary=summary)
 
 
+def _load(path: Path):
+    """A study script (experiments/…/NAME.py) as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _section(md: str, heading: str) -> str:
     """The text under ``## heading`` up to the next heading."""
     return md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
@@ -100,9 +108,7 @@ def test_a_reference_naming_no_single_variant_is_a_one_line_error(tmp_path, caps
 
 
 def test_compare_sb3_bootstraps_the_peer_and_shows_no_ci_for_the_published_mean(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("compare_sb3", ROOT / "experiments" / "compare_sb3.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load(ROOT / "experiments" / "compare_sb3.py")
     figure = tmp_path / "profile.png"
     assert module.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--reference", "algo=trpo,",
                         "--figure", str(figure)]) == 0
@@ -114,13 +120,6 @@ def test_compare_sb3_bootstraps_the_peer_and_shows_no_ci_for_the_published_mean(
     assert "| paired (5 seeds) | +0 [+0, +0] | +0 [+0, +0] |" in _row(diffs, "Walker2d-v5", "algo=trpo_no_ls, algo.step_rule.step_size=(default)")
     assert figure.stat().st_size > 0 and f"]({figure.name})" in md
     assert module.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--reference", "algo=trpo"]) == 2
-
-
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fisher_two_sided(k1: int, n1: int, k2: int, n2: int) -> float:
