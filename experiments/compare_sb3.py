@@ -18,7 +18,7 @@ no CI can be formed from them, and they are shown for context, not compared.
 
 Tables: every variant and the peer with IQM [95 % CI] per task; ours against the peer (both CIs, the unpaired
 difference of means, P(ours > peer)); with ``--reference``, each of our variants against that one (paired by seed
-where they share seeds); across tasks, the aggregate IQM of normalised scores and, with ``--figure``, the
+where they share seeds; a task only the peer ran has no such table); across tasks, the aggregate IQM of normalised scores and, with ``--figure``, the
 performance profile (trpo_lab.reports.comparisons, trpo_lab.reports.across_tasks).
 """
 from __future__ import annotations
@@ -83,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # every input checked before any output
         table = comparison_table(read_runs_csvs(args.runs_csv))
+        # our variants per task; a task only the peer ran has none, and no reference to compare against
+        ours = {t: o for t, vs in table.items() if (o := {v: rows for v, rows in vs.items() if not is_peer(rows)})}
         if args.reference is not None:
-            for task, variants in table.items():
-                find_reference([v for v, rows in variants.items() if not is_peer(rows)], args.reference)
+            for variants in ours.values():
+                find_reference(list(variants), args.reference)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -116,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n## Ours against sb3-contrib\n")
     print(peer_table(peer_records(table, boot), boot))
     if args.reference is not None:
-        ours = {t: {v: rows for v, rows in vs.items() if not is_peer(rows)} for t, vs in table.items()}
         print(f"\n## Each variant against the reference `{args.reference}`\n")
-        print(differences_table(difference_records(ours, args.reference, boot), args.reference, boot))
+        print(differences_table(difference_records({t: ours[t] for t in table if t in ours}, args.reference, boot),
+                                args.reference, boot))
     across = across_tasks.section(table, boot, args.figure)
     if across:
         print("\n" + across.rstrip("\n"))

@@ -19,8 +19,8 @@ EVALS = {  # task → variant → eval_final of seeds 0, 1, 2
 }
 
 
-def _sweep(root: Path) -> None:
-    for task, variants in EVALS.items():
+def _sweep(root: Path, evals: dict[str, dict[str, list[float]]] = EVALS) -> None:
+    for task, variants in evals.items():
         for variant, evals in variants.items():
             for seed, ev in enumerate(evals):
                 overrides = ["peer=sb3_contrib"] if variant == "peer" else [f"algo={variant}"]
@@ -120,6 +120,21 @@ def test_compare_sb3_bootstraps_the_peer_and_shows_no_ci_for_the_published_mean(
     assert "| paired (5 seeds) | +0 [+0, +0] | +0 [+0, +0] |" in _row(diffs, "Walker2d-v5", "algo=trpo_no_ls, algo.step_rule.step_size=(default)")
     assert figure.stat().st_size > 0 and f"]({figure.name})" in md
     assert module.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--reference", "algo=trpo"]) == 2
+
+
+def test_compare_sb3_with_a_reference_leaves_out_a_task_only_the_peer_ran(tmp_path, capsys):
+    module = _load(ROOT / "experiments" / "compare_sb3.py")
+    _sweep(tmp_path / "sweep", {"Hopper-v5": EVALS["Hopper-v5"], "Walker2d-v5": {"peer": EVALS["Walker2d-v5"]["peer"]}})
+    assert final_scores.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    assert module.main([str(tmp_path / "out" / "runs.csv"), "--reference", "trpo-lab, algo=trpo"]) == 0
+    md = capsys.readouterr().out
+    # Walker2d is in the score table (the peer's 3 runs) but has no variant of ours to difference
+    assert re.search(r"\| Walker2d-v5 \| [^|]*\(peer\) \| 3 \|", md)
+    diffs = _section(md, "Each variant against the reference `trpo-lab, algo=trpo`")
+    assert "Walker2d-v5" not in diffs
+    # trpo_no_ls − trpo on Hopper, paired by seed: every seed differs by +10
+    assert "| paired (3 seeds) | +10 [+10, +10] |" in _row(diffs, "Hopper-v5", "trpo-lab, algo=trpo_no_ls")
 
 
 def _fisher_two_sided(k1: int, n1: int, k2: int, n2: int) -> float:
