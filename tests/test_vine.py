@@ -207,7 +207,7 @@ def test_mc_without_baseline_is_the_discounted_return_to_go():
 
 @pytest.mark.parametrize("extra", [["algo=npg"], ["algo=trpo"], ["algo/fisher=empirical"],
                                    ["env=inverted_pendulum", "algo=trpo_no_ls"]])
-def test_vine_composes_with_step_rules_line_searches_and_fishers(compose, tmp_path, extra, monkeypatch):
+def test_vine_composes_with_step_rules_line_searches_and_fishers(compose, tmp_path, extra, monkeypatch, caplog):
     from gymnasium.envs.classic_control.cartpole import CartPoleEnv
     from gymnasium.envs.mujoco.inverted_pendulum_v5 import InvertedPendulumEnv
 
@@ -224,10 +224,15 @@ def test_vine_composes_with_step_rules_line_searches_and_fishers(compose, tmp_pa
         monkeypatch.setattr(cls, "step", counting)
     cfg = compose(["env=cartpole", "debug=smoke", "sampling=vine", "sampling.states=16", "sampling.branch_length=10",
                    "total_env_steps=1000", "eval.every=0", *extra])
+    caplog.set_level("INFO", logger="trpo_lab.trainer")
     with build_trainer(cfg, tmp_path / "run") as trainer:
         trainer.run_updates()
     assert trainer.updates == 2
     assert trainer.env_steps == counts["n"]  # every simulator step: trunk and branches
+    # the budget is not whole batches (branches vary), so no rounding is announced, only what the budget counts
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("total_env_steps=")]
+    assert said == ["total_env_steps=1000 counts vine's trunk (512 env steps per batch) and branch steps alike: "
+                    "the run stops after the first update that reaches it"]
     rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["vine/states"] == 16 and r["vine/branch_steps"] > 0 for r in rows)
 

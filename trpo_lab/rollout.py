@@ -187,6 +187,18 @@ class RolloutCollector:
         """Close the envs this collector steps."""
         self.envs.close()
 
+    def budget_note(self, total_env_steps: int, start: int) -> str | None:
+        """What the run's budget means, or None when it is whole batches: the run collects whole batches of
+        B = T·N env steps until it has ``total_env_steps``, so it stops at S₀ + ⌈(total − S₀)/B⌉·B, with S₀ =
+        ``start`` the env steps before the first batch (the normaliser warm-up)."""
+        batch = self.T * self.N
+        final = start + -(-max(0, total_env_steps - start) // batch) * batch
+        if final == total_env_steps:
+            return None
+        warm = f" after {start} warm-up steps" if start else ""
+        return (f"total_env_steps={total_env_steps} is rounded up to whole batches of {batch} env steps{warm}: "
+                f"the run stops at {final} env steps")
+
     def collect(self) -> RolloutBatch:
         """One batch of T·N single-path samples (Â from GAE, or the return-to-go for ``baseline=none``)."""
         return self._collect()

@@ -40,7 +40,7 @@ from trpo_lab.return_window import ReturnWindow
 from trpo_lab.rollout import RolloutCollector
 from trpo_lab.schedule import Checkpoints, Scheduled, UpdateDone
 from trpo_lab.snapshots import SnapshotError
-from trpo_lab.vine import NULL_SAMPLING_ROW, VineCollector
+from trpo_lab.vine import NULL_SAMPLING_ROW
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +158,10 @@ class Trainer:
             self._restore_signal_handlers(previous)
 
     def _say_rounded_budget(self) -> None:
-        """One line at the start when the budget is not whole batches: the run collects whole batches of
-        B = T·N env steps until it has ``total_env_steps``, so it stops at S₀ + ⌈(total − S₀)/B⌉·B, with S₀ the
-        env steps before the first batch (the normaliser warm-up)."""
-        batch = self.collector.T * self.collector.N
-        if isinstance(self.collector, VineCollector):  # the branches' steps vary from batch to batch
-            log.info("total_env_steps=%d counts vine's trunk (%d env steps per batch) and branch steps alike: the run "
-                     "stops after the first update that reaches it", self.total_env_steps, batch)
-            return
-        final = self.env_steps + -(-max(0, self.total_env_steps - self.env_steps) // batch) * batch
-        if final != self.total_env_steps:
-            warm = f" after {self.env_steps} warm-up steps" if self.env_steps else ""
-            log.info("total_env_steps=%d is rounded up to whole batches of %d env steps%s: the run stops at %d "
-                     "env steps", self.total_env_steps, batch, warm, final)
+        """One line at the start when the budget is not whole batches (:meth:`RolloutCollector.budget_note`)."""
+        note = self.collector.budget_note(self.total_env_steps, self.env_steps)
+        if note:
+            log.info("%s", note)
 
     def _one_update(self) -> None:
         """Update k: collect batch k (and write row k−1), step the policy, fit the critic, run the due

@@ -131,6 +131,12 @@ class VineCollector(RolloutCollector):
         self.states, self.branch_length = states, branch_length
         self.bootstrap, self.baseline, self.normalize = bootstrap, baseline, normalize
 
+    def budget_note(self, total_env_steps: int, start: int) -> str | None:
+        """The branches' steps vary from batch to batch, so the run stops after the first update that reaches
+        ``total_env_steps``, with no whole-batch rounding to announce."""
+        return (f"total_env_steps={total_env_steps} counts vine's trunk ({self.T * self.N} env steps per batch) and "
+                "branch steps alike: the run stops after the first update that reaches it")
+
     def close(self) -> None:
         super().close()
         self.branch_envs.close()
