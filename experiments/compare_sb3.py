@@ -18,8 +18,8 @@ no CI can be formed from them, and they are shown for context, not compared.
 
 Tables: every variant and the peer with IQM [95 % CI] per task; ours against the peer (both CIs, the unpaired
 difference of means, P(ours > peer)); with ``--reference``, each of our variants against that one (paired by seed
-where they share seeds; a task only the peer ran has no such table); across tasks, the aggregate IQM of normalised scores and, with ``--figure``, the
-performance profile (trpo_lab.reports.comparisons, trpo_lab.reports.across_tasks).
+where they share seeds; a task only the peer ran has no such table); across tasks, the aggregate IQM of normalised
+scores and, with ``--figure``, the performance profile (trpo_lab.reports.comparisons, trpo_lab.reports.across_tasks).
 """
 from __future__ import annotations
 

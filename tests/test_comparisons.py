@@ -19,8 +19,8 @@ EVALS = {  # task → variant → eval_final of seeds 0, 1, 2
 }
 
 
-def _sweep(root: Path, evals: dict[str, dict[str, list[float]]] = EVALS) -> None:
-    for task, variants in evals.items():
+def _sweep(root: Path, table: dict[str, dict[str, list[float]]] = EVALS) -> None:
+    for task, variants in table.items():
         for variant, evals in variants.items():
             for seed, ev in enumerate(evals):
                 overrides = ["peer=sb3_contrib"] if variant == "peer" else [f"algo={variant}"]

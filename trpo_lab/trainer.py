@@ -142,7 +142,7 @@ class Trainer:
             if self.env_steps == 0 and self.updates == 0 and self.normalizer_warmup > 0:
                 self.env_steps += self.collector.warm_up(self.normalizer_warmup)
             if self.updates == 0:
-                self._say_rounded_budget()
+                self._say_budget()
             while self.env_steps < self.total_env_steps:
                 if self._stop_signal is not None:
                     self._checkpoint_at_signal(self._stop_signal, previous)
@@ -157,8 +157,8 @@ class Trainer:
         finally:
             self._restore_signal_handlers(previous)
 
-    def _say_rounded_budget(self) -> None:
-        """One line at the start when the budget is not whole batches (:meth:`RolloutCollector.budget_note`)."""
+    def _say_budget(self) -> None:
+        """One line at the start on what the budget means, if the collector has one (:meth:`RolloutCollector.budget_note`)."""
         note = self.collector.budget_note(self.total_env_steps, self.env_steps)
         if note:
             log.info("%s", note)
