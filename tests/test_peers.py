@@ -7,6 +7,7 @@ import csv
 import json
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -106,6 +107,22 @@ def test_the_run_folder_is_complete_and_its_rows_are_the_updates(peer_run):
     assert all(r["line_search/accepted"] in (0, 1) for r in rows)
     assert summary["meta"]["peer"]["name"] == "sb3_contrib_trpo"
     assert not any(k.startswith(("step/", "paired/", "monotonic/")) for r in rows for k in r)  # not measured by sb3
+
+
+def test_progress_lines_are_the_labs_and_say_the_rows(tmp_path, capsys):
+    """The peer's progress goes through the lab's sinks: one line per update (console_every=1) in the lab's format,
+    with metrics.jsonl's env steps, update and return, and no KL (sb3 does not measure the lab's)."""
+    from trpo_lab.train import run
+
+    run(compose_config([*PEER, "logger.console=lines", "logger.console_every=1"]), tmp_path)
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    said = [re.fullmatch(r"\[\s*(\d+) steps \| update\s+(\d+)\] return\s+(\S+) \| accepted ([01]) \| \d+ steps/s",
+                         ln) for ln in lines]
+    assert all(said), lines
+    ret = ["n/a" if r["return/mean"] is None else f"{r['return/mean']:.1f}" for r in rows]
+    assert [m.groups() for m in said] == [
+        (str(r["env_steps"]), str(r["update"]), x, str(r["line_search/accepted"])) for r, x in zip(rows, ret)]
 
 
 @pytest.mark.slow

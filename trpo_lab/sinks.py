@@ -227,8 +227,10 @@ class ConsoleProgress:
     def _fmt(row: dict[str, Any]) -> str:
         ret = row.get("return/mean")
         ret_s = "   n/a" if ret is None or not math.isfinite(ret) else f"{ret:8.1f}"
+        kl = row.get("step/kl_mean")  # a peer's rows have none (sb3-contrib's KL is not the lab's)
+        kl_s = "" if kl is None else f" | kl {kl:.4f}"
         return (
-            f"return {ret_s} | kl {row['step/kl_mean']:.4f} | accepted {int(row['line_search/accepted'])} "
+            f"return {ret_s}{kl_s} | accepted {int(row['line_search/accepted'])} "
             f"| {row['perf/env_steps_per_s']:.0f} steps/s"
         )
 
@@ -270,3 +272,21 @@ class Sinks:
         self.jsonl.close()
         if self.wandb is not None:
             self.wandb.close()
+
+
+def build_sinks(cfg: Any, run_dir: Path, meta: dict[str, Any], wandb_run_id: str | None = None,
+                start: int = 0) -> Sinks:
+    """A run's sinks from ``cfg.logger`` (the lab's trainer or a peer): ``metrics.jsonl`` in ``run_dir``, console
+    progress (``auto`` is ``lines`` in a multirun, each line prefixed ``job N``; train.log always) and, unless
+    disabled, a W&B run (``wandb_run_id`` to continue a resumed run's). ``start``: env steps already done."""
+    from trpo_lab.launch import job_label
+    from trpo_lab.run_folder import METRICS
+
+    lg = cfg.logger
+    console = "lines" if lg.console == "auto" and meta.get("multirun") else lg.console
+    return Sinks(
+        jsonl=JsonlSink(run_dir / METRICS),
+        console=ConsoleProgress(cfg.total_env_steps, console, lg.console_every, start=start,
+                                file_logger=progress_file_logger(), label=job_label()),
+        wandb=wandb_sink(cfg, run_dir, meta, wandb_run_id),
+    )

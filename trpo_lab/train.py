@@ -37,7 +37,7 @@ from trpo_lab.run_folder import (
     write_summary,
 )
 from trpo_lab.schedule import Checkpoints, Evaluation, PairedEvaluation
-from trpo_lab.sinks import ConsoleProgress, JsonlSink, Sinks, done_line, progress_file_logger, wandb_sink
+from trpo_lab.sinks import build_sinks, done_line
 from trpo_lab.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 from trpo_lab.vine import VineCollector
 
@@ -146,23 +146,6 @@ def _assemble_trainer(cfg: DictConfig, run_dir: Path, run_meta: dict[str, Any] |
     wandb_run_id = (state or {}).get("wandb_run_id")
     trainer.sinks = build_sinks(cfg, run_dir, dict(run_meta or {}), wandb_run_id, start=trainer.env_steps)
     return trainer
-
-
-def build_sinks(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], wandb_run_id: str | None, start: int) -> Sinks:
-    """metrics.jsonl, console progress and (unless disabled) a W&B run, from ``cfg.logger``."""
-    lg = cfg.logger
-    wandb = wandb_sink(cfg, run_dir, meta, wandb_run_id)
-    console = lg.console
-    if console == "auto" and meta.get("multirun"):
-        console = "lines"
-    return Sinks(
-        jsonl=JsonlSink(run_dir / METRICS),
-        console=ConsoleProgress(
-            cfg.total_env_steps, console, lg.console_every, start=start, file_logger=progress_file_logger(),
-            label=job_label(),
-        ),
-        wandb=wandb,
-    )
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -39,7 +39,6 @@ is not run again; a folder of another config is refused (:func:`trpo_lab.train.r
 from __future__ import annotations
 
 import logging
-import math
 import resource
 import time
 from pathlib import Path
@@ -56,9 +55,9 @@ from trpo_lab.launch import run_metadata
 from trpo_lab.mujoco_warnings import filter_known_mujoco_warnings
 from trpo_lab.return_window import ReturnWindow
 from trpo_lab.run_folder import (
-    METRICS, PEER_NORMALIZER, PEER_POLICY, claim_folder, discard_run, has_metrics, read_saved_config, write_summary,
+    PEER_NORMALIZER, PEER_POLICY, claim_folder, discard_run, has_metrics, read_saved_config, write_summary,
 )
-from trpo_lab.sinks import JsonlSink, WandbSink, progress_file_logger, wandb_sink
+from trpo_lab.sinks import Sinks, build_sinks
 
 from sb3_contrib import TRPO  # noqa: E402 - after the lab's imports: trpo_lab.peers checked it is installed
 from stable_baselines3.common.callbacks import BaseCallback
@@ -157,18 +156,15 @@ class Recorder(BaseCallback):
 
 
 class UpdateLog:
-    """Writes one ``metrics.jsonl`` row per update (module docstring), and to W&B unless ``wandb`` is None, and runs
-    the evaluations that are due."""
+    """Logs one row per update (module docstring) to the run's sinks, as the lab's trainer does (``metrics.jsonl``,
+    console progress and train.log, W&B if on), and runs the evaluations that are due."""
 
-    def __init__(self, cfg: DictConfig, model: TRPO, recorder: Recorder, sink: JsonlSink,
-                 wandb: WandbSink | None = None) -> None:
-        self.cfg, self.model, self.recorder, self.sink, self.wandb = cfg, model, recorder, sink, wandb
+    def __init__(self, cfg: DictConfig, model: TRPO, recorder: Recorder, sinks: Sinks) -> None:
+        self.cfg, self.model, self.recorder, self.sinks = cfg, model, recorder, sinks
         self.window = ReturnWindow(cfg.return_window)
         self.updates, self.last_steps = 0, 0
         self.final_eval: dict[str, Any] | None = None
         self.time_split = {"rollout": 0.0, "train": 0.0, "eval": 0.0}
-        # progress lines: console and train.log, or train.log only with logger.console=off
-        self.progress = log if cfg.logger.console != "off" else progress_file_logger()
 
     def __call__(self, train_s: float) -> None:
         rec, model, ev = self.recorder, self.model, self.cfg.eval
@@ -199,15 +195,8 @@ class UpdateLog:
             row[f"time/{name}_s"] = dt
         row["perf/env_steps_per_s"] = (steps - self.last_steps) / (rollout_s + train_s)
         row["perf/max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.sinks.log(row, steps - self.last_steps)
         self.last_steps = steps
-        self.sink.log(row)
-        if self.wandb is not None:
-            self.wandb.log(row)
-        if self.progress is not None and (self.updates % self.cfg.logger.console_every == 0 or last):
-            ret = row["return/mean"]
-            self.progress.info("[%9d steps | update %5d] return %s | accepted %d | %.0f steps/s", steps, self.updates,
-                               "—" if math.isnan(ret) else f"{ret:.1f}", row["line_search/accepted"],
-                               row["perf/env_steps_per_s"])
 
 
 def start_folder(cfg: DictConfig, run_dir: Path) -> None:
@@ -225,8 +214,9 @@ def start_folder(cfg: DictConfig, run_dir: Path) -> None:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train sb3-contrib's TRPO with ``cfg`` into ``run_dir``; returns (and writes) ``summary.json``. Every update's
-    row goes to ``metrics.jsonl`` and, unless ``logger.wandb.mode=disabled``, to a W&B run in the folder (the
-    lab's :func:`~trpo_lab.sinks.wandb_sink`: same project, group and config layout as the lab's runs)."""
+    row goes to the lab's sinks (:func:`~trpo_lab.sinks.build_sinks`): ``metrics.jsonl``, the progress lines and,
+    unless ``logger.wandb.mode=disabled``, a W&B run in the folder with the lab's project, group and config
+    layout."""
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     start_folder(cfg, run_dir)
@@ -235,28 +225,25 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     meta["peer"] = {"name": cfg.peer.name, "versions": {p: _version(p) for p in ("sb3-contrib", "stable-baselines3")}}
     torch.manual_seed(cfg.seed)
     model = build(cfg)
-    wandb = wandb_sink(cfg, run_dir, meta)
+    sinks = build_sinks(cfg, run_dir, meta)
     try:
-        summary = _train(cfg, run_dir, model, meta, wandb)
-        if wandb is not None:
-            wandb.summary(summary)
+        summary = _train(cfg, run_dir, model, meta, sinks)
+        if sinks.wandb is not None:
+            sinks.wandb.summary(summary)
         return summary
     finally:
-        if wandb is not None:
-            wandb.close()
+        sinks.close()
 
 
-def _train(cfg: DictConfig, run_dir: Path, model: TRPO, meta: dict[str, Any], wandb: WandbSink | None) -> dict[str, Any]:
+def _train(cfg: DictConfig, run_dir: Path, model: TRPO, meta: dict[str, Any], sinks: Sinks) -> dict[str, Any]:
     """``model.learn`` with the lab's per-update rows, then the saved model and ``summary.json``."""
     recorder = Recorder()
-    sink = JsonlSink(run_dir / METRICS)
-    updates = UpdateLog(cfg, model, recorder, sink, wandb)
+    updates = UpdateLog(cfg, model, recorder, sinks)
     model.after_update = updates
     t0 = time.perf_counter()
     try:
         model.learn(total_timesteps=cfg.total_env_steps, callback=recorder)
     finally:
-        sink.close()
         model.after_update = None
     wall = time.perf_counter() - t0
     write_atomic(run_dir / PEER_POLICY, lambda f: torch.save(model.policy.state_dict(), f))
