@@ -28,6 +28,9 @@ WANDB = str(Path(sys.executable).parent / "wandb")
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 HELPERS = Path(__file__).resolve()
+#: a frozen copy of experiments/mujoco_1m/runs.csv as recorded at ed7e62d (60 runs; Walker2d's trpo and trpo_no_ls
+#: runs bit-identical seed by seed): the comparison tests' data, which a re-run of the study does not change
+MUJOCO_1M_RUNS = HELPERS.parent / "data" / "mujoco_1m_runs_ed7e62d.csv"
 
 # -- shared overrides -----------------------------------------------------------------------------------------
 #: a 4-update CartPole run: debug=smoke is 2 envs, 512-step batches, 2048 steps, no W&B, a console line per update

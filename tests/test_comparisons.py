@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from helpers import config_for, return_rows, write_run
+from helpers import MUJOCO_1M_RUNS, config_for, return_rows, write_run
 
 from trpo_lab.reports import final_scores
 
@@ -94,14 +94,14 @@ def test_final_scores_pairs_our_variants_by_seed_and_puts_the_peer_beside_them(t
 
 
 def test_a_committed_runs_csv_without_the_peer_column_gives_the_paired_zero(tmp_path):
-    assert final_scores.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--out", str(tmp_path), "--reference",
+    assert final_scores.main([str(MUJOCO_1M_RUNS), "--out", str(tmp_path), "--reference",
                               "algo=trpo,", "--resamples", "2000"]) == 0
     md = _section((tmp_path / "final_scores.md").read_text(), "Differences between variants")
     assert "| paired (5 seeds) | +0 [+0, +0] | +0 [+0, +0] |" in _row(md, "Walker2d-v5", "algo=trpo_no_ls, algo.step_rule.step_size=(default)")
 
 
 def test_a_reference_naming_no_single_variant_is_a_one_line_error(tmp_path, capsys):
-    runs_csv = str(ROOT / "experiments" / "mujoco_1m" / "runs.csv")
+    runs_csv = str(MUJOCO_1M_RUNS)
     assert final_scores.main([runs_csv, "--out", str(tmp_path / "out"), "--reference", "algo=trpo"]) == 2  # 2 match
     err = capsys.readouterr().err
     assert err.startswith("error: --reference: ") and err.count("\n") == 1 and not (tmp_path / "out").exists()
@@ -110,7 +110,7 @@ def test_a_reference_naming_no_single_variant_is_a_one_line_error(tmp_path, caps
 def test_compare_sb3_bootstraps_the_peer_and_shows_no_ci_for_the_published_mean(tmp_path, capsys):
     module = _load(ROOT / "experiments" / "compare_sb3.py")
     figure = tmp_path / "profile.png"
-    assert module.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--reference", "algo=trpo,",
+    assert module.main([str(MUJOCO_1M_RUNS), "--reference", "algo=trpo,",
                         "--figure", str(figure)]) == 0
     md = capsys.readouterr().out
     # sb3-contrib's 3 Hopper seeds 3492, 775, 1287: their IQM (= mean of 3) with a CI spanning the runs
@@ -119,7 +119,7 @@ def test_compare_sb3_bootstraps_the_peer_and_shows_no_ci_for_the_published_mean(
     diffs = _section(md, "Each variant against the reference `algo=trpo,`")
     assert "| paired (5 seeds) | +0 [+0, +0] | +0 [+0, +0] |" in _row(diffs, "Walker2d-v5", "algo=trpo_no_ls, algo.step_rule.step_size=(default)")
     assert figure.stat().st_size > 0 and f"]({figure.name})" in md
-    assert module.main([str(ROOT / "experiments" / "mujoco_1m" / "runs.csv"), "--reference", "algo=trpo"]) == 2
+    assert module.main([str(MUJOCO_1M_RUNS), "--reference", "algo=trpo"]) == 2
 
 
 def test_compare_sb3_with_a_reference_leaves_out_a_task_only_the_peer_ran(tmp_path, capsys):

@@ -4,15 +4,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
 
 import pytest
-from helpers import return_rows, write_run
+from helpers import MUJOCO_1M_RUNS, return_rows, write_run
 from test_run_stats import rows as scripted_rows
 
 from trpo_lab.reports import final_scores, step_behavior
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(root, name, algo, seed, eval_mean, returns, **columns):
@@ -132,7 +129,7 @@ def test_a_tables_rebuild_from_runs_csv_keeps_the_order_the_runs_were_read_in(tm
 
 
 def test_several_runs_csv_read_as_one_and_a_group_in_two_is_an_error(tmp_path, capsys):
-    with open(ROOT / "experiments" / "mujoco_1m" / "runs.csv", newline="") as f:
+    with open(MUJOCO_1M_RUNS, newline="") as f:
         reader = csv.DictReader(f)
         rows, fields = list(reader), reader.fieldnames
     halves = {"trpo.csv": [r for r in rows if r["variant"].startswith("algo=trpo,")],
