@@ -176,3 +176,30 @@ def test_plateau_escape_pools_renamed_variants_and_matches_hand_counts(tmp_path,
     assert module.main([str(tmp_path / "a.csv"), "--name", "trpo"]) == 2
     err = capsys.readouterr().err
     assert err.count("error: ") == 2 and err.count("\n") == 2
+
+
+def test_trpo_paper_verdicts_judge_claim_1_for_every_vine_sampler_paired_by_seed(tmp_path, capsys):
+    """A curve_stats.csv with single path, vine and vine_small_trunk TRPO (3 seeds each): claim 1 is judged for
+    both vine samplers against single path, paired by seed; differences constant over seeds give a zero-width CI."""
+    module = _load(ROOT / "experiments" / "trpo_paper" / "verdicts.py")
+    assert [module.sampler_of(t) for t in ("hopper_scaled_single_path", "hopper_scaled_vine",
+                                           "walker2d_scaled_vine_small_trunk", "cartpole_vine")] == [
+        "single_path", "vine", "vine_small_trunk", "vine"]
+    base = {"single_path": 1000.0, "vine": 700.0, "vine_small_trunk": 1100.0}
+    with open(tmp_path / "curve_stats.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, module.COLUMNS)
+        w.writeheader()
+        for sampler, value in base.items():
+            for seed, spread in enumerate((0.0, 500.0, -300.0)):  # seeds differ widely; samplers by a constant
+                w.writerow({"task": "Hopper-v5", "sampler": sampler, "variant": "trpo", "seed": seed,
+                            "run": f"{sampler}/{seed}", "git_commit": "0" * 40, "env_steps": 2_000_000, "updates": 40,
+                            "eval_final": value + spread, "train_auc": value / 2 + spread, "steps_to_threshold": "",
+                            "paired_measured": 10, "paired_resolved": 4, "paired_improved": 2})
+    assert module.main([str(tmp_path / "curve_stats.csv"), "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "verdicts.md").read_text()
+    claim_1 = [ln for ln in md.splitlines() if ln.startswith("| 1 vine vs single path") and "final deterministic" in ln]
+    assert claim_1 == [
+        "| 1 vine vs single path | vine/trpo | single_path/trpo | final deterministic return | 3 | 766.7 | 1,066.7 "
+        "| -300.0 [-300.0, -300.0] | B better |",
+        "| 1 vine vs single path | vine_small_trunk/trpo | single_path/trpo | final deterministic return | 3 | 1,166.7 "
+        "| 1,066.7 | 100.0 [100.0, 100.0] | A better |"]

@@ -5,7 +5,8 @@
 
 From run folders it writes ``curve_stats.csv`` (one row per run) and from that CSV alone everything else, so a
 committed record recomputes without the run folders. Per run (the runs of ``experiment=trpo_paper``; its two
-groups name the sampler, ``experiment/paper_task`` = TASK_SAMPLER, and the variant, ``experiment/paper_variant``):
+groups name the sampler, ``experiment/paper_task`` = TASK_SAMPLER (:func:`sampler_of`), and the variant,
+``experiment/paper_variant``):
 
 - ``eval_final``: the deterministic evaluation of the final policy (``summary.json``'s ``final_eval``, 10 episodes).
 - ``train_auc``: the area under the training-return curve per env step, (1/(S_end − S_0))·∫ return d(env steps),
@@ -19,8 +20,9 @@ groups name the sampler, ``experiment/paper_task`` = TASK_SAMPLER, and the varia
 The claims, each a difference A − B over seeds, paired by seed (runs of one seed share the initial policy and the
 first env seeds; :func:`trpo_lab.stats.paired_difference_ci`), 95 % percentile bootstrap:
 
-1. vine − single path, per variant present with both samplers; also in ``improved_share`` = paired_improved /
-   paired_measured, the share of the measured updates the paired evaluation resolved as improvements;
+1. vine − single path, per variant present with both samplers (and so for each other vine sampler, e.g.
+   ``vine_small_trunk``); also in ``improved_share`` = paired_improved / paired_measured, the share of the measured
+   updates the paired evaluation resolved as improvements;
 2. TRPO − the best fixed-step NPG, per sampler and score (the best α by that score's mean over seeds, as the paper
    kept the best final result; ties by ``train_auc``: choosing on the same runs favours NPG);
 3. empirical − analytic Fisher (``trpo_empirical_fisher`` − ``trpo``), per sampler;
@@ -64,6 +66,14 @@ def score_of(record: dict[str, Any], score: str) -> float:
     return float(record[score])
 
 
+def sampler_of(paper_task: str) -> str:
+    """The sampler in an ``experiment/paper_task`` name: ``single_path``, or ``vine`` and what follows it
+    (``hopper_scaled_vine_small_trunk`` → ``vine_small_trunk``)."""
+    if "_vine" in paper_task:
+        return "vine" + paper_task.split("_vine", 1)[1]
+    return "single_path"
+
+
 def run_record(run: Run, threshold: float) -> dict[str, Any]:
     """One ``curve_stats.csv`` row for a finished run of ``experiment=trpo_paper``."""
     task_sampler = run.overrides.get("experiment/paper_task", "")
@@ -74,7 +84,7 @@ def run_record(run: Run, threshold: float) -> dict[str, Any]:
     outcome = run.column("paired/outcome")
     return {
         "task": run.task,
-        "sampler": "vine" if task_sampler.endswith("_vine") else "single_path",
+        "sampler": sampler_of(task_sampler),
         "variant": run.overrides.get("experiment/paper_variant", "trpo"),
         "seed": run.seed,
         "run": display_path(run.path),
@@ -137,8 +147,9 @@ def claims(by: Cells, seed: int) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for score in (*SCORES, IMPROVED_SHARE):
         pairs: list[tuple[str, tuple[str, str], tuple[str, str]]] = []
-        for v in variants:
-            pairs.append(("1 vine vs single path", ("vine", v), ("single_path", v)))
+        for s in samplers:
+            if s.startswith("vine"):
+                pairs += [("1 vine vs single path", (s, v), ("single_path", v)) for v in variants]
         for s in samplers if score in SCORES else ():
             npg = best_npg(by, s, score)
             if npg:
@@ -212,7 +223,7 @@ def report(records: list[dict[str, Any]], seed: int) -> str:
 
 def plot(runs: list[Run], out: Path, xmax: float | None = None) -> None:
     """curves.png: training return against env steps, mean over seeds with a 95 % bootstrap band (whole curves
-    resampled): one panel per sampler with every variant, and a third with TRPO and NPG α = 1 under both samplers
+    resampled): one panel per sampler with every variant, and a last with TRPO and NPG α = 1 under every sampler
     (claim 1). ``xmax``: the x range shown (the runs go on; a flat tail hides the differences)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -223,10 +234,12 @@ def plot(runs: list[Run], out: Path, xmax: float | None = None) -> None:
         groups[rec["sampler"]][rec["variant"]].append(r)
     panels = [(f"{s.replace('_', ' ')}: every variant", [(v, rs, "-") for v, rs in sorted(vs.items())])
               for s, vs in sorted(groups.items())]
-    both = [(f"{v}, {s.replace('_', ' ')}", groups[s][v], "-" if s == "single_path" else "--")
+    styles = {"single_path": "-", "vine": "--"}  # any other vine sampler: dotted
+    both = [(f"{v}, {s.replace('_', ' ')}", groups[s][v], styles.get(s, ":"))
             for v in ("trpo", "npg_a1") for s in sorted(groups) if v in groups[s]]
     if len(groups) > 1 and both:
-        panels.append(("claim 1: single path (solid) vs vine (dashed)", both))
+        others = " or dotted" if set(groups) - set(styles) else ""
+        panels.append((f"claim 1: single path (solid) vs vine (dashed{others})", both))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), sharey=True, squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels):
         colors: dict[str, Any] = {}
