@@ -240,16 +240,16 @@ def plot(runs: list[Run], out: Path, xmax: float | None = None) -> None:
     if len(groups) > 1 and both:
         others = " or dotted" if set(groups) - set(styles) else ""
         panels.append((f"claim 1: single path (solid) vs vine (dashed{others})", both))
+    variants = sorted({v for vs in groups.values() for v in vs})
+    color_of = {v: f"C{i % 10}" for i, v in enumerate(variants)}  # one colour per variant in every panel
     fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), sharey=True, squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels):
-        colors: dict[str, Any] = {}
         for label, rs, style in curves:
             x, ys = aligned_curves(rs)
             mean, lo, hi = bootstrap_band(ys)
-            key = label.split(",")[0]
-            (line,) = ax.plot(x, mean, style, color=colors.get(key), label=f"{label} (n={len(rs)})", lw=1.4)
-            colors.setdefault(key, line.get_color())
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
+            color = color_of[label.split(",")[0]]
+            ax.plot(x, mean, style, color=color, label=f"{label} (n={len(rs)})", lw=1.4)
+            ax.fill_between(x, lo, hi, color=color, alpha=0.12, lw=0)
         ax.set_title(f"{runs[0].task}: {title}", fontsize=10)
         ax.set_xlabel("env steps (vine: trunk and branches)")
         ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e3:.0f}k")
