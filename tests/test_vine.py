@@ -85,7 +85,7 @@ def test_eq15_value_and_gradient_match_the_sum_over_every_action():
 # -- the sampler --------------------------------------------------------------------------------------------------
 
 
-def _vine(env_fn, policy, k, states=3, branch_length=4, steps_per_env=5, num_envs=2, critic=None):
+def _vine(env_fn, policy, k, states=3, branch_length=4, steps_per_env=5, num_envs=2, critic=None, bootstrap=False):
     envs = InProcessVectorEnv([env_fn] * num_envs)
     obs_space = envs.single_observation_space
     return VineCollector(
@@ -93,7 +93,7 @@ def _vine(env_fn, policy, k, states=3, branch_length=4, steps_per_env=5, num_env
         obs_normalizer=ObservationNormalizer(obs_space.shape, enabled=False),
         reward_scaler=RewardScaler(num_envs, GAMMA, enabled=False), seed=0,
         branch_envs=InProcessVectorEnv([env_fn] * k), states=states, actions_per_state=k,
-        branch_length=branch_length, baseline="none", normalize=False)
+        branch_length=branch_length, bootstrap=bootstrap, baseline="none", normalize=False)
 
 
 def test_branch_q_on_a_counting_env_is_the_hand_sum_and_env_steps_count_every_step():
@@ -110,6 +110,28 @@ def test_branch_q_on_a_counting_env_is_the_hand_sum_and_env_steps_count_every_st
     steps = sum(3 * min(4, 7 - int(t)) for t in t_n)
     assert batch.branch_steps == steps and batch.env_steps == 10 + steps
     assert batch.sampling_stats["vine/q_spread"] == 0.0
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_branch_bootstraps_from_the_critic_at_the_time_limit_and_optionally_at_t_b(bootstrap):
+    """CountingEnv (reward t + 1, V(s) = 10 + s) under a TimeLimit of 6 steps and T_b = 4: a branch from t_n sums
+    Σ_{j < m} γ^j (t_n + 1 + j) with m = min(T_b, 6 − t_n); a branch cut by the time limit (6 − t_n ≤ T_b) adds
+    γ^m V(6); with ``bootstrap`` a branch still running after T_b steps adds γ^{T_b} V(t_n + T_b)."""
+    torch.manual_seed(0)
+    env_fn = lambda: gym.wrappers.TimeLimit(CountingEnv(), max_episode_steps=6)  # noqa: E731
+    col = _vine(env_fn, GaussianPolicy(1, 1, [4], "tanh"), k=2, states=8, branch_length=4, bootstrap=bootstrap)
+    sur = col.collect().surrogate
+    t_n = sur.obs[::2, 0].numpy().astype(int)  # the trunk's t ∈ {0..4}; 8 of its 10 samples hold both kinds
+    assert (6 - t_n <= 4).any() and (6 - t_n > 4).any()
+
+    def q_hat(t: int) -> float:
+        m = min(4, 6 - t)
+        q = sum(GAMMA**j * (t + 1 + j) for j in range(m))
+        if 6 - t <= 4:
+            return q + GAMMA**m * (10 + 6)
+        return q + (GAMMA**4 * (10 + t + 4) if bootstrap else 0.0)
+
+    assert np.allclose(sur.raw.numpy(), np.repeat(np.array([q_hat(t) for t in t_n])[:, None], 2, 1))
 
 
 def test_discrete_branches_enumerate_every_action_with_known_rewards():
