@@ -203,3 +203,51 @@ def test_trpo_paper_verdicts_judge_claim_1_for_every_vine_sampler_paired_by_seed
         "| -300.0 [-300.0, -300.0] | B better |",
         "| 1 vine vs single path | vine_small_trunk/trpo | single_path/trpo | final deterministic return | 3 | 1,166.7 "
         "| 1,066.7 | 100.0 [100.0, 100.0] | A better |"]
+
+
+def test_trpo_paper_record_merges_with_new_runs_and_redraws_its_curves_from_csv(tmp_path, capsys):
+    """A record is its two CSVs: merging two records writes their union, every curve point unchanged (a NaN before
+    the first finished episode included), and draws curves.png from curves.csv alone; a record without curves.csv
+    still merges, but then no figure is drawn; a run named in two sources is a one-line error."""
+    module = _load(ROOT / "experiments" / "trpo_paper" / "verdicts.py")
+    curves = {"a/0": [(1000, ""), (2000, "10.5"), (3000, "20.25")], "a/1": [(1000, "1.0"), (2000, "2.0"), (3000, "4.0")],
+              "b/0": [(1500, ""), (3000, "30.0")]}
+
+    def record(folder: str, runs: list[tuple[str, str, int]], with_curves: bool = True) -> Path:
+        (tmp_path / folder).mkdir()
+        with open(tmp_path / folder / "curve_stats.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, module.COLUMNS)
+            w.writeheader()
+            for run, sampler, seed in runs:
+                w.writerow({"task": "Hopper-v5", "sampler": sampler, "variant": "trpo", "seed": seed, "run": run,
+                            "git_commit": "0" * 40, "env_steps": 3000, "updates": 3, "eval_final": 100.0 + seed,
+                            "train_auc": 50.0, "steps_to_threshold": "", "paired_measured": 2, "paired_resolved": 1,
+                            "paired_improved": 1})
+        if with_curves:
+            with open(tmp_path / folder / "curves.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(module.CURVE_COLUMNS)
+                w.writerows([run, x, y] for run, _, _ in runs for x, y in curves[run])
+        return tmp_path / folder / "curve_stats.csv"
+
+    a = record("a", [("a/0", "single_path", 0), ("a/1", "single_path", 1)])
+    b = record("b", [("b/0", "vine", 0)])
+    assert module.main([str(a), str(b), "--out", str(tmp_path / "merged")]) == 0
+    merged = tmp_path / "merged"
+    with open(merged / "curves.csv", newline="") as f:
+        assert list(csv.reader(f)) == [module.CURVE_COLUMNS] + [[run, str(x), y] for run in ("a/0", "a/1", "b/0")
+                                                                for x, y in curves[run]]
+    with open(merged / "curve_stats.csv", newline="") as f:
+        assert [(r["run"], r["seed"], r["env_steps"]) for r in csv.DictReader(f)] == [
+            ("a/0", "0", "3000"), ("a/1", "1", "3000"), ("b/0", "0", "3000")]
+    assert (merged / "curves.png").stat().st_size > 10_000
+    (merged / "curves.png").unlink()
+    assert module.main([str(merged / "curve_stats.csv"), "--out", str(merged)]) == 0  # the record alone redraws it
+    assert (merged / "curves.png").exists()
+    old = record("old", [("c/0", "single_path", 2)], with_curves=False)
+    assert module.main([str(a), str(old), "--out", str(tmp_path / "partial")]) == 0
+    assert not (tmp_path / "partial" / "curves.png").exists()
+    assert "curves.png not drawn: 1 of 3 runs" in capsys.readouterr().err
+    assert module.main([str(a), str(merged / "curve_stats.csv"), "--out", str(tmp_path / "twice")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 runs named twice") and err.count("\n") == 1

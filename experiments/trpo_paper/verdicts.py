@@ -2,9 +2,13 @@
 
     python experiments/trpo_paper/verdicts.py SWEEP_DIR [SWEEP_DIR ...] --out experiments/trpo_paper/TASK
     python experiments/trpo_paper/verdicts.py experiments/trpo_paper/TASK/curve_stats.csv --out experiments/trpo_paper/TASK
+    python experiments/trpo_paper/verdicts.py experiments/trpo_paper/TASK/curve_stats.csv NEW_SWEEP_DIR --out ...
 
-From run folders it writes ``curve_stats.csv`` (one row per run) and from that CSV alone everything else, so a
-committed record recomputes without the run folders. Per run (the runs of ``experiment=trpo_paper``; its two
+From run folders it writes ``curve_stats.csv`` (one row per run) and ``curves.csv`` (each run's training curve:
+``run``, ``env_steps``, ``return_mean`` per logged update), and from those CSVs alone everything else, so a
+committed record recomputes, figure included, without the run folders; a record's CSV and new sweep folders
+together give the record with the new runs added. ``curves.png`` is drawn only when every run has its curve (a
+record older than ``curves.csv`` keeps its figure). Per run (the runs of ``experiment=trpo_paper``; its two
 groups name the sampler, ``experiment/paper_task`` = TASK_SAMPLER (:func:`sampler_of`), and the variant,
 ``experiment/paper_variant``):
 
@@ -45,13 +49,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without `pip install -e .`
 
-from trpo_lab.reports.curves import aligned_curves  # noqa: E402
+from trpo_lab.reports.curves import align  # noqa: E402
 from trpo_lab.reports.markdown import markdown_table  # noqa: E402
 from trpo_lab.runs import Run, display_path, load_complete_runs  # noqa: E402
 from trpo_lab.stats import bootstrap_band, bootstrap_ci, paired_difference_ci  # noqa: E402
 
 COLUMNS = ["task", "sampler", "variant", "seed", "run", "git_commit", "env_steps", "updates", "eval_final", "train_auc",
            "steps_to_threshold", "paired_measured", "paired_resolved", "paired_improved"]
+CURVE_COLUMNS = ["run", "env_steps", "return_mean"]
+#: run → (env_steps, return/mean) per logged update
+Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 SCORES = {"eval_final": "final deterministic return", "train_auc": "training return, area per env step"}
 #: claim 1 only: the share of the measured updates that the paired evaluation resolved as improvements
 IMPROVED_SHARE = "improved_share"
@@ -104,9 +111,56 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
     def value(k: str, v: str) -> Any:
         if k in ("task", "sampler", "variant", "run", "git_commit"):
             return v
+        if k in ("seed", "env_steps", "updates", "paired_measured", "paired_resolved", "paired_improved"):
+            return int(v)  # written back unchanged when a record is merged with new runs
         return math.nan if v == "" else float(v)
     with path.open() as f:
         return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def read_curves(path: Path) -> Curves:
+    """``curves.csv`` back into run → (env_steps, return_mean) arrays, in the file's order."""
+    points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            points[row["run"]].append((float(row["env_steps"]), math.nan if row["return_mean"] == "" else float(row["return_mean"])))
+    return {run: (np.array([x for x, _ in xy]), np.array([y for _, y in xy])) for run, xy in points.items()}
+
+
+def load(sources: Sequence[Path], threshold: float) -> tuple[list[dict[str, Any]], Curves]:
+    """The records and curves of ``sources``: ``curve_stats.csv`` files (with the ``curves.csv`` beside each,
+    where there is one) and sweep folders, in that order; a run named twice is an error."""
+    records: list[dict[str, Any]] = []
+    curves: Curves = {}
+    for path in (s for s in sources if s.suffix == ".csv"):
+        records += read_csv(path)
+        if (path.parent / "curves.csv").exists():
+            curves.update(read_curves(path.parent / "curves.csv"))
+    folders = [s for s in sources if s.suffix != ".csv"]
+    if folders:
+        runs, _ = load_complete_runs(folders)  # reports the skipped runs on stderr
+        for r in runs:
+            records.append(run_record(r, threshold))
+            curves[records[-1]["run"]] = (r.column("env_steps"), r.column("return/mean"))
+    names = [r["run"] for r in records]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{len(twice)} runs named twice in the sources (e.g. {', '.join(twice[:3])})")
+    return records, curves
+
+
+def write_csvs(records: Sequence[dict[str, Any]], curves: Curves, out: Path) -> None:
+    with (out / "curve_stats.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows(records)
+    with (out / "curves.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CURVE_COLUMNS)
+        for r in records:
+            if r["run"] in curves:
+                for x, y in zip(*curves[r["run"]]):
+                    w.writerow([r["run"], int(x), "" if not math.isfinite(y) else repr(float(y))])
 
 
 Cells = dict[tuple[str, str], dict[int, dict[str, Any]]]
@@ -221,18 +275,17 @@ def report(records: list[dict[str, Any]], seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(runs: list[Run], out: Path, xmax: float | None = None) -> None:
+def plot(records: Sequence[dict[str, Any]], curves: Curves, out: Path, xmax: float | None = None) -> None:
     """curves.png: training return against env steps, mean over seeds with a 95 % bootstrap band (whole curves
     resampled): one panel per sampler with every variant, and a last with TRPO and NPG α = 1 under every sampler
     (claim 1). ``xmax``: the x range shown (the runs go on; a flat tail hides the differences)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    groups: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
-    for r in runs:
-        rec = run_record(r, math.inf)
-        groups[rec["sampler"]][rec["variant"]].append(r)
-    panels = [(f"{s.replace('_', ' ')}: every variant", [(v, rs, "-") for v, rs in sorted(vs.items())])
+    groups: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        groups[r["sampler"]][r["variant"]].append(curves[r["run"]])
+    panels = [(f"{s.replace('_', ' ')}: every variant", [(v, cs, "-") for v, cs in sorted(vs.items())])
               for s, vs in sorted(groups.items())]
     styles = {"single_path": "-", "vine": "--"}  # any other vine sampler: dotted
     both = [(f"{v}, {s.replace('_', ' ')}", groups[s][v], styles.get(s, ":"))
@@ -243,14 +296,14 @@ def plot(runs: list[Run], out: Path, xmax: float | None = None) -> None:
     variants = sorted({v for vs in groups.values() for v in vs})
     color_of = {v: f"C{i % 10}" for i, v in enumerate(variants)}  # one colour per variant in every panel
     fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), sharey=True, squeeze=False)
-    for ax, (title, curves) in zip(axes[0], panels):
-        for label, rs, style in curves:
-            x, ys = aligned_curves(rs)
+    for ax, (title, panel) in zip(axes[0], panels):
+        for label, cs, style in panel:
+            x, ys = align(cs)
             mean, lo, hi = bootstrap_band(ys)
             color = color_of[label.split(",")[0]]
-            ax.plot(x, mean, style, color=color, label=f"{label} (n={len(rs)})", lw=1.4)
+            ax.plot(x, mean, style, color=color, label=f"{label} (n={len(cs)})", lw=1.4)
             ax.fill_between(x, lo, hi, color=color, alpha=0.12, lw=0)
-        ax.set_title(f"{runs[0].task}: {title}", fontsize=10)
+        ax.set_title(f"{records[0]['task']}: {title}", fontsize=10)
         ax.set_xlabel("env steps (vine: trunk and branches)")
         ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e3:.0f}k")
         if xmax:
@@ -265,23 +318,29 @@ def plot(runs: list[Run], out: Path, xmax: float | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("sources", nargs="+", type=Path, help="sweep folders, or one curve_stats.csv")
+    p.add_argument("sources", nargs="+", type=Path, help="sweep folders and/or curve_stats.csv files")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threshold", type=float, default=950.0, help="training return for steps_to_threshold (default 950)")
     p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
     p.add_argument("--xmax", type=float, help="the env-step range of curves.png (default: the whole run)")
     a = p.parse_args(argv)
+    try:
+        records, curves = load(a.sources, a.threshold)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"error: no finished runs in {[str(s) for s in a.sources]}", file=sys.stderr)
+        return 2
     a.out.mkdir(parents=True, exist_ok=True)
-    if len(a.sources) == 1 and a.sources[0].suffix == ".csv":
-        records = read_csv(a.sources[0])
+    rebuild = len(a.sources) == 1 and a.sources[0].suffix == ".csv"  # the record's own CSV: left as it is
+    if not rebuild:
+        write_csvs(records, curves, a.out)
+    if all(r["run"] in curves for r in records):
+        plot(records, curves, a.out, a.xmax)
     else:
-        runs, _ = load_complete_runs(a.sources)  # reports the skipped runs on stderr
-        records = [run_record(r, a.threshold) for r in runs]
-        with (a.out / "curve_stats.csv").open("w", newline="") as f:
-            w = csv.DictWriter(f, COLUMNS)
-            w.writeheader()
-            w.writerows(records)
-        plot(runs, a.out, a.xmax)
+        print(f"note: curves.png not drawn: {sum(r['run'] not in curves for r in records)} of {len(records)} runs "
+              "have no curve (a record older than curves.csv)", file=sys.stderr)
     (a.out / "verdicts.md").write_text(report(records, a.seed))
     print((a.out / "verdicts.md").read_text())
     return 0

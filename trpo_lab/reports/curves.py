@@ -68,7 +68,11 @@ def aligned_curves(runs: Sequence[Run], key: str = "return/mean", x_key: str = "
     last 1000 steps), and one such gap in one seed would otherwise blank the mean, and so the line, at
     that point. (Since the window, ``return/mean`` is null only before the first finished episode.)
     """
-    curves = [(r.column(x_key), r.column(key)) for r in runs]
+    return align([(r.column(x_key), r.column(key)) for r in runs])
+
+
+def align(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`aligned_curves` on curves given as ``(x, y)`` arrays (e.g. read back from a record's CSV)."""
     end = min(float(np.nanmax(x)) for x, _ in curves)
     x0 = curves[0][0]
     grid = x0[np.isfinite(x0) & (x0 <= end)]
