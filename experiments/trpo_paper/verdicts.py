@@ -310,7 +310,7 @@ def plot(records: Sequence[dict[str, Any]], curves: Curves, out: Path, xmax: flo
             ax.set_xlim(0, xmax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7.5, loc="lower right")
-    axes[0][0].set_ylabel("training return (return/mean: the last return_window episodes)")
+    axes[0][0].set_ylabel("training return (return/mean)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
