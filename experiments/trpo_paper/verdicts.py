@@ -40,7 +40,7 @@ import argparse
 import csv
 import math
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,8 +142,7 @@ def load(sources: Sequence[Path], threshold: float) -> tuple[list[dict[str, Any]
         for r in runs:
             records.append(run_record(r, threshold))
             curves[records[-1]["run"]] = (r.column("env_steps"), r.column("return/mean"))
-    names = [r["run"] for r in records]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    twice = sorted(n for n, k in Counter(r["run"] for r in records).items() if k > 1)
     if twice:
         raise ValueError(f"{len(twice)} runs named twice in the sources (e.g. {', '.join(twice[:3])})")
     return records, curves
