@@ -112,6 +112,21 @@ def test_branch_q_on_a_counting_env_is_the_hand_sum_and_env_steps_count_every_st
     assert batch.sampling_stats["vine/q_spread"] == 0.0
 
 
+def test_a_resumed_trunk_snapshots_the_observation_the_run_stopped_at():
+    """CountingEnv (obs = t, term_at = 7): after one batch of 5 steps per env every env sits at obs 5. A collector
+    that resumes from that batch's state (its envs freshly reset to obs 0) must hand vine's first trunk
+    snapshot obs 5, not the reset's 0: a branch restored from it acts on that observation."""
+    torch.manual_seed(0)
+    pol = GaussianPolicy(1, 1, [4], "tanh")
+    col = _vine(lambda: CountingEnv(term_at=7), pol, k=3)
+    col.collect()
+    resumed = _vine(lambda: CountingEnv(term_at=7), pol, k=3)
+    resumed.load_state_dict(col.state_dict())
+    for i in range(2):
+        assert resumed.envs.snapshot_env(i)["obs"].tolist() == [5.0]
+        assert resumed.envs.restore_env(0, resumed.envs.snapshot_env(i)).tolist() == [5.0]
+
+
 @pytest.mark.parametrize("bootstrap", [False, True])
 def test_branch_bootstraps_from_the_critic_at_the_time_limit_and_optionally_at_t_b(bootstrap):
     """CountingEnv (reward t + 1, V(s) = 10 + s) under a TimeLimit of 6 steps and T_b = 4: a branch from t_n sums

@@ -127,8 +127,9 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
     and only on a step where an episode ended), observations are written straight into one
     preallocated array instead of a list that is concatenated and deep-copied, and actions are
     indexed rows instead of ``iterate(action_space, ...)``. Box or Discrete observation spaces only.
-    ``snapshot_env``/``restore_env``/``state_dict``/``load_state_dict`` save and restore the sub-envs'
-    complete state mid-episode (:mod:`trpo_lab.snapshots`), for resume and vine sampling.
+    ``snapshot_env``/``restore_env`` save and restore one sub-env's complete state mid-episode
+    (:mod:`trpo_lab.snapshots`) for vine sampling; :func:`snapshot_vector_env`/:func:`restore_vector_env`
+    all of them, for resume.
 
     Args:
         env_fns: one callable per sub-env that makes it.
@@ -226,12 +227,20 @@ def snapshot_vector_env(envs: gym.vector.VectorEnv) -> list[dict[str, Any]]:
     return [snapshot(e) for e in subs]
 
 
-def restore_vector_env(envs: gym.vector.VectorEnv, snaps: Sequence[dict[str, Any]]) -> None:
-    """Put every sub-env of ``envs`` into the state of :func:`snapshot_vector_env`'s ``snaps``."""
+def restore_vector_env(
+    envs: gym.vector.VectorEnv, snaps: Sequence[dict[str, Any]], obs: np.ndarray | None = None
+) -> None:
+    """Put every sub-env of ``envs`` into the state of :func:`snapshot_vector_env`'s ``snaps``.
+
+    ``obs``: the observations the last ``reset``/``step`` returned when the snapshots were taken. An
+    :class:`InProcessVectorEnv` keeps them (its ``snapshot_env`` stores them beside a sub-env's state, as
+    vine's trunk does before its first step), so they are restored too; ``SyncVectorEnv`` reads none."""
     if len(snaps) != envs.num_envs:
         raise SnapshotError(f"a snapshot of {len(snaps)} envs cannot be restored into {envs.num_envs} envs")
     for env, snap in zip(envs.envs, snaps):
         restore(env, snap)
+    if obs is not None and isinstance(envs, InProcessVectorEnv):
+        envs._obs[...] = obs
 
 class RunningMeanStd:
     """Running mean and variance over a stream of batches (parallel-merge formula, Chan et al.)."""

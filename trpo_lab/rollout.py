@@ -319,8 +319,8 @@ class RolloutCollector:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where :meth:`state_dict` was taken: the next batch is the one the run would have
         collected (bitwise, on the same machine and software stack)."""
-        restore_vector_env(self.envs, state["envs"])
         self.raw_obs = state["raw_obs"].numpy().copy()
+        restore_vector_env(self.envs, state["envs"], self.raw_obs)
         self.ep_return = state["ep_return"].numpy().copy()
         self.ep_length = state["ep_length"].numpy().copy()
 
