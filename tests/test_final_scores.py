@@ -148,3 +148,37 @@ def test_several_runs_csv_read_as_one_and_a_group_in_two_is_an_error(tmp_path, c
     assert final_scores.main([str(tmp_path / "trpo.csv"), str(tmp_path / "trpo.csv"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "also in an earlier runs.csv" in err and err.count("\n") == 1
+
+
+def test_a_record_grows_by_new_sweeps_and_never_extends_a_group_it_holds(tmp_path, capsys):
+    """``runs.csv NEW_SWEEP --out``: the record's rows, then the new runs' (labelled among themselves), in one
+    rewritten runs.csv whose tables equal a rebuild from it; new runs of a (task, variant) the CSV already holds
+    are a one-line error that writes nothing."""
+    for seed, ev in enumerate([10.0, 20.0]):
+        _run(tmp_path / "old", f"trpo{seed}", "trpo", seed, ev, [1.0] * 12)
+        _run(tmp_path / "old", f"npg{seed}", "npg", seed, ev + 1, [2.0] * 12)
+    assert final_scores.main([str(tmp_path / "old"), "--out", str(tmp_path / "rec")]) == 0
+    for seed, ev in enumerate([100.0, 300.0, 200.0]):
+        _run(tmp_path / "new", f"a3_{seed}", "npg_a3", seed, ev, [3.0] * 12)
+        _run(tmp_path / "new", f"a9_{seed}", "npg_a9", seed, ev * 2, [4.0] * 12)
+    records_csv = tmp_path / "rec" / "runs.csv"
+    old_lines = records_csv.read_text().splitlines()
+    assert final_scores.main([str(records_csv), str(tmp_path / "new"), "--out", str(tmp_path / "rec")]) == 0
+    assert records_csv.read_text().splitlines()[:5] == old_lines  # header and the 4 old rows, as they were
+    with open(records_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["variant"] for r in rows[4:]] == ["algo=npg_a3"] * 3 + ["algo=npg_a9"] * 3
+    assert [float(r["eval_final"]) for r in rows if r["variant"] == "algo=npg_a9"] == [200.0, 600.0, 400.0]
+    merged = json.loads((tmp_path / "rec" / "final_scores.json").read_text())["records"]
+    # IQM = trim_mean(·, 0.25): of 2 or 3 seeds it trims int(0.25·n) = 0 per end, so it is the mean
+    assert {r["variant"]: r["eval_final"]["iqm"] for r in merged} == pytest.approx(
+        {"algo=trpo": 15.0, "algo=npg": 16.0, "algo=npg_a3": 200.0, "algo=npg_a9": 400.0})
+    assert final_scores.main([str(records_csv), "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "final_scores.json").read_text())["records"] == merged
+
+    before = records_csv.read_text()
+    capsys.readouterr()
+    assert final_scores.main([str(records_csv), str(tmp_path / "new"), "--out", str(tmp_path / "rec")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: new runs of Hopper-v5 / algo=npg_a3, Hopper-v5 / algo=npg_a9 are already in")
+    assert err.count("\n") == 1 and records_csv.read_text() == before

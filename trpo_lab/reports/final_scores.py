@@ -45,6 +45,14 @@ report rewrites ``final_scores.md`` and ``.json`` from its rows (and leaves ``ru
 (e.g. our runs of one study and the peer's of another), it reads them as one::
 
     python -m trpo_lab.reports.final_scores experiments/NAME/runs.csv --out experiments/NAME [--reference VARIANT]
+
+Given a ``runs.csv`` and sweep folders together, the report adds the new runs to the record: their rows after the
+CSV's, ``runs.csv`` rewritten with both (a record whose older runs' folders are gone grows by new runs). The new
+runs are grouped and labelled among themselves, so give together the sweeps whose labels should name the keys the
+record's labels name; a new (task, variant) already in the CSV is an error (a label does not prove the same config,
+so a group is never extended this way)::
+
+    python -m trpo_lab.reports.final_scores experiments/NAME/runs.csv NEW_SWEEP [NEW_SWEEP ...] --out experiments/NAME
 """
 from __future__ import annotations
 
@@ -176,15 +184,25 @@ def _pct(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.0%}" if x == 0 or x >= 0.01 else f"{x:.1%}"
 
 
-def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path, args: argparse.Namespace) -> str:
-    """Write ``runs.csv``, ``final_scores.md`` and ``final_scores.json`` into ``out``; return the Markdown."""
-    rows_by_group = {(task, variant): [run_record(r, variant, args.final_window) for r in runs]
-                     for task, variants in groups.items() for variant, runs in variants.items()}
+def write(groups: Groups, skipped: list[tuple[Run, str]], out: Path, args: argparse.Namespace,
+          prior: dict[tuple[str, str], list[dict[str, Any]]] | None = None) -> str:
+    """Write ``runs.csv``, ``final_scores.md`` and ``final_scores.json`` into ``out``; return the Markdown.
+    ``prior``: a record's rows (:func:`read_runs_csvs`) to keep ahead of the new runs' (then the tables are read
+    back from the written ``runs.csv``, so that they equal a rebuild from it); ValueError, before anything is
+    written, when a new (task, variant) is already among them."""
+    new = {(task, variant): [run_record(r, variant, args.final_window) for r in runs]
+           for task, variants in groups.items() for variant, runs in variants.items()}
+    if prior and (both := [f"{t} / {v}" for t, v in new if (t, v) in prior]):
+        raise ValueError(f"new runs of {', '.join(both)} are already in the runs.csv: give them a sweep of their own "
+                         "and label, or rebuild the record from all of its sweep folders")
+    rows_by_group = {**(prior or {}), **new}
     with open(out / "runs.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         for rows in rows_by_group.values():
             writer.writerows(sorted(rows, key=lambda r: (r["seed"] is None, r["seed"])))
+    if prior:
+        rows_by_group = read_runs_csv(out / "runs.csv")
     return write_tables(rows_by_group, skipped, out, args)
 
 
@@ -307,15 +325,18 @@ def comparison_table(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]])
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tables = [d for d in args.sweep_dirs if d.suffix == ".csv"]
+    if missing := [str(t) for t in tables if not t.is_file()]:
+        print(f"error: no such runs.csv: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    prior = None
     if tables:
-        if len(tables) != len(args.sweep_dirs) or not all(t.is_file() for t in tables):
-            print("error: give existing runs.csv files, or sweep folders, not both", file=sys.stderr)
-            return 2
         try:
-            rows_by_group = read_runs_csvs(tables)
+            prior = read_runs_csvs(tables)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    if tables and len(tables) == len(args.sweep_dirs):
+        rows_by_group = prior
         out = args.out or tables[0].parent
         try:
             check_reference(rows_by_group, args.reference)
@@ -329,14 +350,24 @@ def main(argv: list[str] | None = None) -> int:
 
     def _write(groups: Groups, skipped: list[tuple[Run, str]], out: Path) -> None:
         try:
-            check_reference({(t, v): [] for t, vs in groups.items() for v in vs}, args.reference)
+            check_reference({**(prior or {}), **{(t, v): [] for t, vs in groups.items() for v in vs}}, args.reference)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
-        print(write(groups, skipped, out, args))
+        try:
+            text = write(groups, skipped, out, args, prior)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(text)
         print(f"wrote {out / 'runs.csv'}, {out / 'final_scores.md'}, {out / 'final_scores.json'}")
 
-    return run_report(args, _write)
+    sweeps = argparse.Namespace(**{**vars(args), "sweep_dirs": [d for d in args.sweep_dirs if d not in tables],
+                                   "out": args.out or (tables[0].parent if tables else None)})
+    try:
+        return run_report(sweeps, _write)
+    except SystemExit as e:  # _write's one-line refusals
+        return int(e.code or 0)
 
 
 if __name__ == "__main__":
