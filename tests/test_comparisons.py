@@ -179,13 +179,14 @@ def test_plateau_escape_pools_renamed_variants_and_matches_hand_counts(tmp_path,
 
 
 def test_trpo_paper_verdicts_judge_claim_1_for_every_vine_sampler_paired_by_seed(tmp_path, capsys):
-    """A curve_stats.csv with single path, vine and vine_small_trunk TRPO (3 seeds each): claim 1 is judged for
-    both vine samplers against single path, paired by seed; differences constant over seeds give a zero-width CI."""
+    """A curve_stats.csv with single path and three vine samplers, TRPO (3 seeds each): claim 1 is judged for
+    every vine sampler against single path, and 1b each against the vine sampler it extends, paired by seed;
+    differences constant over seeds give a zero-width CI."""
     module = _load(ROOT / "experiments" / "trpo_paper" / "verdicts.py")
     assert [module.sampler_of(t) for t in ("hopper_scaled_single_path", "hopper_scaled_vine",
                                            "walker2d_scaled_vine_small_trunk", "cartpole_vine")] == [
         "single_path", "vine", "vine_small_trunk", "vine"]
-    base = {"single_path": 1000.0, "vine": 700.0, "vine_small_trunk": 1100.0}
+    base = {"single_path": 1000.0, "vine": 700.0, "vine_small_trunk": 1100.0, "vine_small_trunk_bootstrap": 1150.0}
     with open(tmp_path / "curve_stats.csv", "w", newline="") as f:
         w = csv.DictWriter(f, module.COLUMNS)
         w.writeheader()
@@ -202,7 +203,15 @@ def test_trpo_paper_verdicts_judge_claim_1_for_every_vine_sampler_paired_by_seed
         "| 1 vine vs single path | vine/trpo | single_path/trpo | final deterministic return | 3 | 766.7 | 1,066.7 "
         "| -300.0 [-300.0, -300.0] | B better |",
         "| 1 vine vs single path | vine_small_trunk/trpo | single_path/trpo | final deterministic return | 3 | 1,166.7 "
-        "| 1,066.7 | 100.0 [100.0, 100.0] | A better |"]
+        "| 1,066.7 | 100.0 [100.0, 100.0] | A better |",
+        "| 1 vine vs single path | vine_small_trunk_bootstrap/trpo | single_path/trpo | final deterministic return | 3 "
+        "| 1,216.7 | 1,066.7 | 150.0 [150.0, 150.0] | A better |"]
+    # 1b: each vine sampler against the one it extends (the longest vine name it begins with), never single path
+    assert [module.base_sampler(s, list(base)) for s in base] == [None, None, "vine", "vine_small_trunk"]
+    ablation = [ln.split(" | ")[1:3] + ln.split(" | ")[7:8] for ln in md.splitlines()
+                if ln.startswith("| 1b vine sampler vs its base") and "final deterministic" in ln]
+    assert ablation == [["vine_small_trunk/trpo", "vine/trpo", "400.0 [400.0, 400.0]"],
+                        ["vine_small_trunk_bootstrap/trpo", "vine_small_trunk/trpo", "50.0 [50.0, 50.0]"]]
 
 
 def test_trpo_paper_record_merges_with_new_runs_and_redraws_its_curves_from_csv(tmp_path, capsys):

@@ -32,6 +32,10 @@ first env seeds; :func:`trpo_lab.stats.paired_difference_ci`), 95 % percentile b
 3. empirical − analytic Fisher (``trpo_empirical_fisher`` − ``trpo``), per sampler;
 4. max − mean KL (``trpo_max_kl`` − ``trpo``), per sampler.
 
+Not a claim of the paper, but the question behind a vine sampler that changes another (1b): each vine sampler
+against the one it extends (:func:`base_sampler`: ``vine_small_trunk_bootstrap`` − ``vine_small_trunk``,
+``vine_small_trunk`` − ``vine``), per variant both ran, in the same scores as claim 1.
+
 A claim's difference is "resolved" when its CI excludes 0.
 """
 from __future__ import annotations
@@ -79,6 +83,13 @@ def sampler_of(paper_task: str) -> str:
     if "_vine" in paper_task:
         return "vine" + paper_task.split("_vine", 1)[1]
     return "single_path"
+
+
+def base_sampler(sampler: str, samplers: Sequence[str]) -> str | None:
+    """The vine sampler of ``samplers`` that ``sampler`` extends: the longest one whose name, with ``_``, begins
+    ``sampler``'s (``vine_small_trunk_bootstrap`` → ``vine_small_trunk``, else ``vine``); None for the others."""
+    bases = [b for b in samplers if b.startswith("vine") and sampler.startswith(b + "_")]
+    return max(bases, key=len) if sampler.startswith("vine") and bases else None
 
 
 def run_record(run: Run, threshold: float) -> dict[str, Any]:
@@ -203,6 +214,8 @@ def claims(by: Cells, seed: int) -> list[tuple[str, dict[str, Any]]]:
         for s in samplers:
             if s.startswith("vine"):
                 pairs += [("1 vine vs single path", (s, v), ("single_path", v)) for v in variants]
+            if base := base_sampler(s, samplers):
+                pairs += [("1b vine sampler vs its base", (s, v), (base, v)) for v in variants]
         for s in samplers if score in SCORES else ():
             npg = best_npg(by, s, score)
             if npg:
