@@ -151,9 +151,9 @@ def test_several_runs_csv_read_as_one_and_a_group_in_two_is_an_error(tmp_path, c
 
 
 def test_a_record_grows_by_new_sweeps_and_never_extends_a_group_it_holds(tmp_path, capsys):
-    """``runs.csv NEW_SWEEP --out``: the record's rows, then the new runs' (labelled among themselves), in one
-    rewritten runs.csv whose tables equal a rebuild from it; new runs of a (task, variant) the CSV already holds
-    are a one-line error that writes nothing."""
+    """``runs.csv NEW_SWEEP --out``: the record's rows, then the new runs' (their labels naming the record's keys),
+    in one rewritten runs.csv whose tables equal a rebuild from it; new runs of a (task, variant) the CSV already
+    holds are a one-line error that writes nothing."""
     for seed, ev in enumerate([10.0, 20.0]):
         _run(tmp_path / "old", f"trpo{seed}", "trpo", seed, ev, [1.0] * 12)
         _run(tmp_path / "old", f"npg{seed}", "npg", seed, ev + 1, [2.0] * 12)
@@ -161,6 +161,8 @@ def test_a_record_grows_by_new_sweeps_and_never_extends_a_group_it_holds(tmp_pat
     for seed, ev in enumerate([100.0, 300.0, 200.0]):
         _run(tmp_path / "new", f"a3_{seed}", "npg_a3", seed, ev, [3.0] * 12)
         _run(tmp_path / "new", f"a9_{seed}", "npg_a9", seed, ev * 2, [4.0] * 12)
+    _run(tmp_path / "one", "a27_0", "npg_a27", 0, 5.0, [5.0] * 12)
+    _run(tmp_path / "one", "a27_1", "npg_a27", 1, 7.0, [5.0] * 12)
     records_csv = tmp_path / "rec" / "runs.csv"
     old_lines = records_csv.read_text().splitlines()
     assert final_scores.main([str(records_csv), str(tmp_path / "new"), "--out", str(tmp_path / "rec")]) == 0
@@ -175,6 +177,11 @@ def test_a_record_grows_by_new_sweeps_and_never_extends_a_group_it_holds(tmp_pat
         {"algo=trpo": 15.0, "algo=npg": 16.0, "algo=npg_a3": 200.0, "algo=npg_a9": 400.0})
     assert final_scores.main([str(records_csv), "--out", str(tmp_path / "again")]) == 0
     assert json.loads((tmp_path / "again" / "final_scores.json").read_text())["records"] == merged
+
+    # one new setting alone would be "all runs"; beside the record it names the record's key
+    assert final_scores.main([str(records_csv), str(tmp_path / "one"), "--out", str(tmp_path / "rec")]) == 0
+    with open(records_csv, newline="") as f:
+        assert [r["variant"] for r in csv.DictReader(f)][-2:] == ["algo=npg_a27"] * 2
 
     before = records_csv.read_text()
     capsys.readouterr()

@@ -332,11 +332,12 @@ def _uses(runs: Sequence[Run], key: str) -> bool:
     return False
 
 
-def _labels(sets: list[tuple[str, list[Run]]]) -> list[str]:
-    """A label per ``(task, runs)`` set: the overrides whose values differ between the sets; where two sets of
-    one task would still share a label, the config keys that differ between them are added."""
+def _labels(sets: list[tuple[str, list[Run]]], always: Sequence[str] = ()) -> list[str]:
+    """A label per ``(task, runs)`` set: the overrides whose values differ between the sets (and those of
+    ``always`` that the runs override); where two sets of one task would still share a label, the config keys that
+    differ between them are added."""
     keys = sorted({k for _, runs in sets for r in runs for k in r.overrides if is_label_override(k) and k != "peer"})
-    differing = [k for k in keys if len({_override_value(runs, k) for _, runs in sets}) > 1]
+    differing = [k for k in keys if k in always or len({_override_value(runs, k) for _, runs in sets}) > 1]
 
     with_peer = any(runs[0].peer for _, runs in sets)
 
@@ -360,9 +361,10 @@ def _labels(sets: list[tuple[str, list[Run]]]) -> list[str]:
     return [label or "all runs" for label in labels]
 
 
-def group_runs(runs: Sequence[Run]) -> Groups:
+def group_runs(runs: Sequence[Run], label_keys: Sequence[str] = ()) -> Groups:
     """``{task: {label: [runs]}}``: runs with the same :meth:`Run.setting` (config equal but for the keys of
-    :func:`learns_the_same`) pooled, tasks sorted, variants and runs in the order first seen.
+    :func:`learns_the_same`) pooled, tasks sorted, variants and runs in the order first seen. ``label_keys``:
+    overrides every label names even where all runs agree (e.g. the keys of a record's labels that new runs join).
 
     E.g. runs of ``algo=npg,trpo seed=0,1`` are labelled ``algo=npg`` and ``algo=trpo``. A peer's label starts
     with its ``peer.name`` (``sb3_contrib_trpo``); beside one, the lab's labels start with ``trpo-lab``. A key that a
@@ -374,7 +376,7 @@ def group_runs(runs: Sequence[Run]) -> Groups:
         by_setting.setdefault((r.task, r.setting()), []).append(r)
     sets = [(task, rs) for (task, _), rs in by_setting.items()]
     grouped: Groups = {}
-    for (task, rs), label in zip(sets, _labels(sets)):
+    for (task, rs), label in zip(sets, _labels(sets, label_keys)):
         grouped.setdefault(task, {})[label] = rs
     return {task: grouped[task] for task in sorted(grouped)}
 

@@ -20,15 +20,17 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def run_report(args: argparse.Namespace, write: Callable[[Groups, list[tuple[Run, str]], Path], None]) -> int:
-    """Load and group the runs below ``args.sweep_dirs`` (skips and pooling warnings on stderr), create the output
-    folder and call ``write(groups, skipped, out)``; exit status 2 after a one-line error when no run is usable."""
+def run_report(args: argparse.Namespace, write: Callable[[Groups, list[tuple[Run, str]], Path], None],
+               label_keys: Sequence[str] = ()) -> int:
+    """Load and group the runs below ``args.sweep_dirs`` (skips and pooling warnings on stderr; ``label_keys`` as
+    in :func:`~trpo_lab.runs.group_runs`), create the output folder and call ``write(groups, skipped, out)``;
+    exit status 2 after a one-line error when no run is usable."""
     try:
         runs, skipped = load_complete_runs(args.sweep_dirs)
     except NoRunsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    groups = group_runs(runs)
+    groups = group_runs(runs, label_keys)
     for warning in pooling_warnings(groups):
         print(warning, file=sys.stderr)
     out = args.out or args.sweep_dirs[0] / "analysis"

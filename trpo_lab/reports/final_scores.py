@@ -48,9 +48,9 @@ report rewrites ``final_scores.md`` and ``.json`` from its rows (and leaves ``ru
 
 Given a ``runs.csv`` and sweep folders together, the report adds the new runs to the record: their rows after the
 CSV's, ``runs.csv`` rewritten with both (a record whose older runs' folders are gone grows by new runs). The new
-runs are grouped and labelled among themselves, so give together the sweeps whose labels should name the keys the
-record's labels name; a new (task, variant) already in the CSV is an error (a label does not prove the same config,
-so a group is never extended this way)::
+runs are grouped among themselves, and their labels name every key the record's labels name (:func:`label_keys`)
+besides the keys that differ between them; a new (task, variant) already in the CSV is an error (a label does not
+prove the same config, so a group is never extended this way)::
 
     python -m trpo_lab.reports.final_scores experiments/NAME/runs.csv NEW_SWEEP [NEW_SWEEP ...] --out experiments/NAME
 """
@@ -303,6 +303,13 @@ def write_tables(rows_by_group: dict[tuple[str, str], list[dict[str, Any]]], ski
     return text
 
 
+def label_keys(rows_by_group: dict[tuple[str, str], Any]) -> list[str]:
+    """The override keys a record's variant labels name (``algo=trpo, seed=0`` → ``algo``, ``seed``; a peer's name or
+    ``all runs`` names none), in order of first appearance."""
+    keys = [part.split("=", 1)[0] for _, variant in rows_by_group for part in variant.split(", ") if "=" in part]
+    return list(dict.fromkeys(keys))
+
+
 def check_reference(rows_by_group: dict[tuple[str, str], Any], reference: str | None) -> None:
     """ValueError (naming the task) unless ``reference`` names exactly one variant of every task."""
     if reference is None:
@@ -365,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = argparse.Namespace(**{**vars(args), "sweep_dirs": [d for d in args.sweep_dirs if d not in tables],
                                    "out": args.out or (tables[0].parent if tables else None)})
     try:
-        return run_report(sweeps, _write)
+        return run_report(sweeps, _write, label_keys(prior or {}))
     except SystemExit as e:  # _write's one-line refusals
         return int(e.code or 0)
 
