@@ -242,6 +242,7 @@ def restore_vector_env(
     if obs is not None and isinstance(envs, InProcessVectorEnv):
         envs._obs[...] = obs
 
+
 class RunningMeanStd:
     """Running mean and variance over a stream of batches (parallel-merge formula, Chan et al.)."""
 
