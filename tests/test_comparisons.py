@@ -214,6 +214,25 @@ def test_trpo_paper_verdicts_judge_claim_1_for_every_vine_sampler_paired_by_seed
                         ["vine_small_trunk_bootstrap/trpo", "vine_small_trunk/trpo", "50.0 [50.0, 50.0]"]]
 
 
+def test_trpo_paper_claim_2_takes_the_best_npg_among_the_alphas_run_on_all_of_trpos_seeds():
+    """TRPO and NPG α = 1 on seeds 0-2, α = 3 on seed 0 only (a grid still running) with the best score: claim 2
+    compares TRPO with α = 1 on 3 pairs (by hand: 500 − 300 = 200 on every seed), not with α = 3 on 1 pair, and
+    picks α = 3 once it has every seed."""
+    module = _load(ROOT / "experiments" / "trpo_paper" / "verdicts.py")
+
+    def rec(variant: str, seed: int, score: float) -> dict:
+        return {"task": "Hopper-v5", "sampler": "single_path", "variant": variant, "seed": seed, "run": f"{variant}/{seed}",
+                "eval_final": score + 10 * seed, "train_auc": score + 10 * seed, "paired_measured": 0}
+    records = ([rec("trpo", s, 500.0) for s in range(3)] + [rec("npg_a1", s, 300.0) for s in range(3)]
+               + [rec("npg_a3", 0, 3000.0)])
+    by = module.cells(records)
+    assert module.best_npg(by, "single_path", "eval_final") == "npg_a1"
+    rows = [c for claim, c in module.claims(by, seed=0) if claim.startswith("2 ")]
+    assert [(c["B"], c["seeds"], c["diff"], c["ci"]) for c in rows] == [("single_path/npg_a1", 3, 200.0, (200.0, 200.0))] * 2
+    by = module.cells(records + [rec("npg_a3", s, 3000.0) for s in (1, 2)])
+    assert module.best_npg(by, "single_path", "eval_final") == "npg_a3"
+
+
 def test_trpo_paper_record_merges_with_new_runs_and_redraws_its_curves_from_csv(tmp_path, capsys):
     """A record is its two CSVs: merging two records writes their union, every curve point unchanged (a NaN before
     the first finished episode included), and draws curves.png from curves.csv alone; a record without curves.csv

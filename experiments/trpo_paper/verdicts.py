@@ -28,7 +28,8 @@ first env seeds; :func:`trpo_lab.stats.paired_difference_ci`), 95 % percentile b
    ``vine_small_trunk``); also in ``improved_share`` = paired_improved / paired_measured, the share of the measured
    updates the paired evaluation resolved as improvements;
 2. TRPO − the best fixed-step NPG, per sampler and score (the best α by that score's mean over seeds, as the paper
-   kept the best final result; ties by ``train_auc``: choosing on the same runs favours NPG);
+   kept the best final result, among the α run on all of TRPO's seeds; ties by ``train_auc``: choosing on the same
+   runs favours NPG);
 3. empirical − analytic Fisher (``trpo_empirical_fisher`` − ``trpo``), per sampler;
 4. max − mean KL (``trpo_max_kl`` − ``trpo``), per sampler.
 
@@ -198,10 +199,13 @@ def compare(by: Cells, a: tuple[str, str], b: tuple[str, str], score: str, seed:
 
 
 def best_npg(by: Cells, sampler: str, score: str) -> str | None:
-    """The NPG α variant with the best mean ``score`` for ``sampler``; ties (e.g. every α at cart-pole's maximum
-    1000) broken by the mean ``train_auc``, the faster learner."""
+    """The NPG α variant with the best mean ``score`` for ``sampler``, among those run on every seed TRPO ran (an
+    α with fewer seeds, e.g. a grid still running, is not a candidate: its mean is over other seeds, and the
+    comparison would pair too few); ties (e.g. every α at cart-pole's maximum 1000) broken by the mean
+    ``train_auc``, the faster learner."""
+    trpo_seeds = set(by.get((sampler, "trpo"), {}))
     npg = {v: (np.mean([r[score] for r in seeds.values()]), np.mean([r["train_auc"] for r in seeds.values()]))
-           for (s, v), seeds in by.items() if s == sampler and v.startswith("npg")}
+           for (s, v), seeds in by.items() if s == sampler and v.startswith("npg") and set(seeds) >= trpo_seeds}
     return max(npg, key=npg.__getitem__) if npg else None
 
 
