@@ -90,7 +90,7 @@ def base_sampler(sampler: str, samplers: Sequence[str]) -> str | None:
     """The vine sampler of ``samplers`` that ``sampler`` extends: the longest one whose name, with ``_``, begins
     ``sampler``'s (``vine_small_trunk_bootstrap`` → ``vine_small_trunk``, else ``vine``); None for the others."""
     bases = [b for b in samplers if b.startswith("vine") and sampler.startswith(b + "_")]
-    return max(bases, key=len) if sampler.startswith("vine") and bases else None
+    return max(bases, key=len) if bases else None  # a base is a vine sampler, so only a vine sampler has one
 
 
 def run_record(run: Run, threshold: float) -> dict[str, Any]:

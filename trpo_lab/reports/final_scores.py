@@ -358,10 +358,6 @@ def main(argv: list[str] | None = None) -> int:
     def _write(groups: Groups, skipped: list[tuple[Run, str]], out: Path) -> None:
         try:
             check_reference({**(prior or {}), **{(t, v): [] for t, vs in groups.items() for v in vs}}, args.reference)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-        try:
             text = write(groups, skipped, out, args, prior)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
