@@ -111,7 +111,7 @@ def test_grid_points_set_what_their_names_say(compose):
         assert cfg.eval.every * cfg.rollout.batch_size > cfg.total_env_steps and cfg.eval.episodes == 10
     assert compose(["experiment=gae_lambda", "rollout.gae_lambda=0"]).rollout.gae_lambda == 0
     paper = "experiment=paper_curves"
-    for alpha in ("0.01", "0.03", "0.1", "0.3", "1", "3"):
+    for alpha in ("0.01", "0.03", "0.1", "0.3", "1", "3", "9", "27"):
         u = update(paper, f"experiment/paper_variant=npg_a{alpha}")
         assert isinstance(u.step_rule, FixedStep) and u.step_rule.step_size == float(alpha)
         assert isinstance(u.line_search, NoLineSearch)
