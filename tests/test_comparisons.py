@@ -269,6 +269,7 @@ def test_trpo_paper_record_merges_with_new_runs_and_redraws_its_curves_from_csv(
         assert [(r["run"], r["seed"], r["env_steps"]) for r in csv.DictReader(f)] == [
             ("a/0", "0", "3000"), ("a/1", "1", "3000"), ("b/0", "0", "3000")]
     assert (merged / "curves.png").stat().st_size > 10_000
+    assert "nan" not in (merged / "verdicts.md").read_text()  # b's one vine run has no CI: "–", not "nan"
     (merged / "curves.png").unlink()
     assert module.main([str(merged / "curve_stats.csv"), "--out", str(merged)]) == 0  # the record alone redraws it
     assert (merged / "curves.png").exists()

@@ -277,7 +277,7 @@ def report(records: list[dict[str, Any]], seed: int) -> str:
     lines.append(markdown_table(
         ["sampler", "variant", "runs", "measured", "resolved", "resolved share [CI]", "improved / resolved [CI]"],
         [[r["sampler"], r["variant"], r["runs"], r["measured"], r["resolved"],
-          f"{r['resolved_share']:.2f} [{r['resolved_ci'][0]:.2f}, {r['resolved_ci'][1]:.2f}]",
+          f"{fmt(r['resolved_share'], 2)} [{fmt(r['resolved_ci'][0], 2)}, {fmt(r['resolved_ci'][1], 2)}]",
           f"{fmt(r['improved_of_resolved'], 2)} [{fmt(r['improved_ci'][0], 2)}, {fmt(r['improved_ci'][1], 2)}]"]
          for r in rf]))
     lines.append("\n## Per cell (mean over seeds)\n")
