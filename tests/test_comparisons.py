@@ -233,6 +233,18 @@ def test_trpo_paper_claim_2_takes_the_best_npg_among_the_alphas_run_on_all_of_tr
     assert module.best_npg(by, "single_path", "eval_final") == "npg_a3"
 
 
+def test_trpo_paper_claim_1_panel_shows_a_variant_only_where_more_than_one_sampler_ran_it():
+    """Swimmer's record: TRPO under single path and vine, NPG α = 1 under single path only: the claim-1 panel draws
+    TRPO under both samplers and leaves α = 1 out; with no variant under two samplers there is no claim-1 panel."""
+    module = _load(ROOT / "experiments" / "trpo_paper" / "verdicts.py")
+    groups = {"single_path": {"trpo": ["c"], "npg_a1": ["c"]}, "vine": {"trpo": ["c"]}}
+    panels = module.panels_of(groups)
+    assert [title.split(":")[0] for title, _ in panels] == ["single path", "vine", "claim 1"]
+    assert [(label, style) for label, _, style in panels[-1][1]] == [("trpo, single path", "-"), ("trpo, vine", "--")]
+    assert [title for title, _ in module.panels_of({"single_path": {"trpo": ["c"]}, "vine": {"npg_a1": ["c"]}})] == [
+        "single path: every variant", "vine: every variant"]
+
+
 def test_trpo_paper_record_merges_with_new_runs_and_redraws_its_curves_from_csv(tmp_path, capsys):
     """A record is its two CSVs: merging two records writes their union, every curve point unchanged (a NaN before
     the first finished episode included), and draws curves.png from curves.csv alone; a record without curves.csv

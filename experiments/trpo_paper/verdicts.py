@@ -291,24 +291,35 @@ def report(records: list[dict[str, Any]], seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+Panel = tuple[str, list[tuple[str, list, str]]]  # title, then (label, curves, line style) per line
+
+
+def panels_of(groups: dict[str, dict[str, list]]) -> list[Panel]:
+    """One panel per sampler with every variant, and a last (claim 1) with TRPO and NPG α = 1, each under every
+    sampler that ran it, when more than one did (a variant one sampler ran alone has nothing to compare)."""
+    panels = [(f"{s.replace('_', ' ')}: every variant", [(v, cs, "-") for v, cs in sorted(vs.items())])
+              for s, vs in sorted(groups.items())]
+    styles = {"single_path": "-", "vine": "--"}  # any other vine sampler: dotted
+    both = [(f"{v}, {s.replace('_', ' ')}", groups[s][v], styles.get(s, ":"))
+            for v in ("trpo", "npg_a1") if sum(v in vs for vs in groups.values()) > 1
+            for s in sorted(groups) if v in groups[s]]
+    if both:
+        others = " or dotted" if set(groups) - set(styles) else ""
+        panels.append((f"claim 1: single path (solid) vs vine (dashed{others})", both))
+    return panels
+
+
 def plot(records: Sequence[dict[str, Any]], curves: Curves, out: Path, xmax: float | None = None) -> None:
     """curves.png: training return against env steps, mean over seeds with a 95 % bootstrap band (whole curves
-    resampled): one panel per sampler with every variant, and a last with TRPO and NPG α = 1 under every sampler
-    (claim 1). ``xmax``: the x range shown (the runs go on; a flat tail hides the differences)."""
+    resampled), in the panels of :func:`panels_of`. ``xmax``: the x range shown (the runs go on; a flat tail hides
+    the differences)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     groups: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         groups[r["sampler"]][r["variant"]].append(curves[r["run"]])
-    panels = [(f"{s.replace('_', ' ')}: every variant", [(v, cs, "-") for v, cs in sorted(vs.items())])
-              for s, vs in sorted(groups.items())]
-    styles = {"single_path": "-", "vine": "--"}  # any other vine sampler: dotted
-    both = [(f"{v}, {s.replace('_', ' ')}", groups[s][v], styles.get(s, ":"))
-            for v in ("trpo", "npg_a1") for s in sorted(groups) if v in groups[s]]
-    if len(groups) > 1 and both:
-        others = " or dotted" if set(groups) - set(styles) else ""
-        panels.append((f"claim 1: single path (solid) vs vine (dashed{others})", both))
+    panels = panels_of(groups)
     variants = sorted({v for vs in groups.values() for v in vs})
     color_of = {v: f"C{i % 10}" for i, v in enumerate(variants)}  # one colour per variant in every panel
     fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), sharey=True, squeeze=False)
