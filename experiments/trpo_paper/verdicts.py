@@ -336,7 +336,7 @@ def plot(records: Sequence[dict[str, Any]], curves: Curves, out: Path, xmax: flo
         if xmax:
             ax.set_xlim(0, xmax)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7.5, loc="lower right")
+        ax.legend(fontsize=7.5, loc="best")  # lower right hid Swimmer's low-α curves
     axes[0][0].set_ylabel("training return (return/mean)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
