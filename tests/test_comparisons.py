@@ -178,6 +178,20 @@ def test_plateau_escape_pools_renamed_variants_and_matches_hand_counts(tmp_path,
     assert err.count("error: ") == 2 and err.count("\n") == 2
 
 
+def test_plateau_escape_name_equal_to_a_label_names_that_label_only(tmp_path, capsys):
+    """``algo=trpo`` is a whole label and a substring of ``algo=trpo_no_ls``: ``--name algo=trpo=default`` renames
+    the first only (mujoco_1m's labels since the label of a key a config lacks was dropped)."""
+    module = _load(ROOT / "experiments" / "peer_v5" / "plateau_escape.py")
+    with open(tmp_path / "runs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "variant", "eval_final"])
+        w.writerows([("HalfCheetah-v5", "algo=trpo", e) for e in (4000, 1800)]
+                    + [("HalfCheetah-v5", "algo=trpo_no_ls", e) for e in (1900, 1800, 1700)])
+    assert module.main([str(tmp_path / "runs.csv"), "--name", "algo=trpo=default"]) == 0
+    md = capsys.readouterr().out
+    assert "| default | 2 | 1 |" in md and "| algo=trpo_no_ls | 3 | 0 |" in md
+
+
 def test_trpo_paper_verdicts_judge_claim_1_for_every_vine_sampler_paired_by_seed(tmp_path, capsys):
     """A curve_stats.csv with single path and three vine samplers, TRPO (3 seeds each): claim 1 is judged for
     every vine sampler against single path, and 1b each against the vine sampler it extends, paired by seed;

@@ -14,7 +14,8 @@ near 0 or 1 are where a normal approximation fails.
 
 ``--name SUBSTRING=NAME`` (repeatable) shows every variant whose label contains SUBSTRING as NAME, and pools the
 runs of variants given the same NAME: e.g. one config's runs from two studies, whose labels differ only because
-each study names its variants by what differs within it.
+each study names its variants by what differs within it. A SUBSTRING that is a whole label of the data names that
+variant only (``algo=trpo`` is not ``algo=trpo_no_ls``).
 """
 from __future__ import annotations
 
@@ -30,18 +31,21 @@ from scipy import stats
 def escapes(runs_csvs: list[Path], task: str, above: float, names: dict[str, str] | None = None) -> dict[str, list[bool]]:
     """variant → one bool per run of ``task`` in any of ``runs_csvs``: whether its ``eval_final`` is above ``above``.
     ``names`` maps a substring of a variant label to the name it is shown (and pooled) under."""
-    out: dict[str, list[bool]] = {}
+    rows = []
     for runs_csv in runs_csvs:
         with runs_csv.open() as f:
-            for row in csv.DictReader(f):
-                if row["task"] == task:
-                    out.setdefault(display_name(row["variant"], names or {}), []).append(float(row["eval_final"]) > above)
+            rows += [row for row in csv.DictReader(f) if row["task"] == task]
+    labels = {row["variant"] for row in rows}
+    out: dict[str, list[bool]] = {}
+    for row in rows:
+        out.setdefault(display_name(row["variant"], names or {}, labels), []).append(float(row["eval_final"]) > above)
     return out
 
 
-def display_name(variant: str, names: dict[str, str]) -> str:
-    """The name ``variant`` is shown under: the NAME of the one ``--name`` SUBSTRING it contains, else its label."""
-    hits = [name for sub, name in names.items() if sub in variant]
+def display_name(variant: str, names: dict[str, str], labels: set[str] = frozenset()) -> str:
+    """The name ``variant`` is shown under: the NAME of the one ``--name`` SUBSTRING it contains, else its label.
+    A SUBSTRING in ``labels`` (a whole label) matches that label only."""
+    hits = [name for sub, name in names.items() if sub == variant or (sub not in labels and sub in variant)]
     if len(hits) > 1:
         raise ValueError(f"--name: {variant!r} contains more than one SUBSTRING")
     return hits[0] if hits else variant
