@@ -302,9 +302,10 @@ def test_job_at_its_time_limit_resumes_from_the_checkpoint_written_at_sigusr2(sl
     # Limit 2 min; USR2 comes signal_delay_s (30 s) before it, or up to a minute earlier (Slurm's resolution of
     # time events), so 30-90 s after the start: never while submitit is still starting (a 1-min limit let it come
     # 2 s in, before any handler was installed, and the job died of it). The run is long enough that the first
-    # attempt cannot finish before the signal (about 15 updates/s here); once an attempt has resumed, the limit is
-    # lifted so that the test ends.
-    sweep, total = tmp_path / "sweep", 2400 * BATCH
+    # attempt cannot finish before the signal: 6000 updates take about 190 s on the Intel VM with nothing else running
+    # (32 updates/s; 2400 updates ended in 75 s there, before the signal) and 400 s on the AMD EPYC VM (15 updates/s);
+    # once an attempt has resumed, the limit is lifted so that the test ends.
+    sweep, total = tmp_path / "sweep", 6000 * BATCH
     straight = _straight(tmp_path / "straight", total)
     proc = _launch(sweep, f"total_env_steps={total}", "hydra.launcher.timeout_min=2")
     job = _job_id(sweep)
@@ -313,7 +314,7 @@ def test_job_at_its_time_limit_resumes_from_the_checkpoint_written_at_sigusr2(sl
         assert proc.poll() is None and time.time() < end, _job_log(sweep, job)[-3000:]
         time.sleep(0.5)  # until an attempt has resumed from the first checkpoint at the signal
     subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=30"], check=True)
-    _finish(proc, timeout=600)
+    _finish(proc, timeout=900)
     assert _assert_resumed_at_signal(sweep, job, total, "SIGUSR2", straight)
     log_out = _job_log(sweep, job)
     assert "this job is timed-out" in log_out and "Requeued job" in log_out, log_out[-3000:]
