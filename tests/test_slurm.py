@@ -115,11 +115,18 @@ def _sacct(job: str, fields: str = "JobID,State", attempts: bool = True) -> str:
     return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().replace("\n", "; ")
 
 
-def _settled(job: str, timeout: float = 60) -> str:
+def _settled(job: str, tasks: int = 0, timeout: float = 60) -> str:
     """sacct's JobID|State of each attempt of ``job`` once the latest has ended (the launcher returns as soon
-    as the results are written, a moment before Slurm records the end)."""
+    as the results are written, a moment before Slurm records the end). For an array of ``tasks`` tasks, also
+    once each task has its own ``<job>_<i>`` row: slurmdbd can for a moment hold only the array's first record,
+    as a plain ``<job>``, before the split reaches it (CI printed ``44|COMPLETED`` once; minutes later sacct had both tasks)."""
+    def unsettled() -> bool:
+        latest = _sacct(job, attempts=False)
+        split = len(re.findall(rf"(?:^|; ){job}_\d+\|", latest))
+        return bool(re.search(r"PENDING|RUNNING|REQUEUED|COMPLETING", latest)) or split < tasks
+
     end = time.time() + timeout
-    while re.search(r"PENDING|RUNNING|REQUEUED|COMPLETING", _sacct(job, attempts=False)) and time.time() < end:
+    while unsettled() and time.time() < end:
         time.sleep(0.5)
     return _sacct(job)
 
@@ -264,7 +271,7 @@ def test_two_job_multirun_through_the_slurm_launcher(slurm, tmp_path):
         assert json.loads((sweep / job / "summary.json").read_text())["env_steps"] == 2048
         assert OmegaConf.load(sweep / job / "config.yaml").seed == int(job)
     array = _job_id(sweep).split("_")[0]
-    states = _settled(array).split("; ")
+    states = _settled(array, tasks=2).split("; ")
     assert sorted(states) == [f"{array}_0|COMPLETED", f"{array}_1|COMPLETED"], states
     assert "2 ok, 0 failed" in out, out[-2000:]
 
