@@ -189,3 +189,18 @@ def test_a_record_grows_by_new_sweeps_and_never_extends_a_group_it_holds(tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("error: new runs of Hopper-v5 / algo=npg_a3, Hopper-v5 / algo=npg_a9 are already in")
     assert err.count("\n") == 1 and records_csv.read_text() == before
+
+
+def test_a_sweep_linked_into_the_working_directory_is_recorded_by_its_relative_path(tmp_path, monkeypatch):
+    """A study's sweeps linked in (``ln -s ../study-X/studies studies``) must not put the link's target, an
+    absolute path of this machine, into runs.csv; the same folder reached through the link and directly counts once."""
+    elsewhere, here = tmp_path / "study-X" / "studies", tmp_path / "main"
+    for seed in (0, 1):
+        _run(elsewhere / "sweep", str(seed), "trpo", seed, 100.0 * seed, [1.0] * 3)
+    here.mkdir()
+    (here / "studies").symlink_to(elsewhere)
+    monkeypatch.chdir(here)
+    assert final_scores.main(["studies", str(elsewhere), "--out", "out"]) == 0
+    with open(here / "out" / "runs.csv", newline="") as f:
+        runs = [r["run"] for r in csv.DictReader(f)]
+    assert runs == ["studies/sweep/0", "studies/sweep/1"]

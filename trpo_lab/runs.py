@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -224,12 +225,20 @@ def is_run_dir(path: Path) -> bool:
 
 
 def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
-    """Every run folder at or below ``roots`` (a sweep folder, a single run, or a folder of sweeps), in natural order."""
-    found: set[Path] = set()
+    """Every run folder at or below ``roots`` (a sweep folder, a single run, or a folder of sweeps), in natural order.
+
+    Each is an absolute path *as reached from its root*: a symbolic link on the way is kept, not resolved, so a
+    sweep linked into the working directory is reported relative to it (:func:`display_path`). A folder reached
+    twice (two roots, or a link to a folder already found) is listed once, at its first path."""
+    found: dict[Path, Path] = {}  # the folder's real path -> the first path it was reached by
+
+    def add(folder: Path) -> None:
+        found.setdefault(folder.resolve(), absolute(folder))
+
     for root in roots:
         root = Path(root)
         if is_run_dir(root):
-            found.add(root.resolve())
+            add(root)
             continue
         if not root.is_dir():
             continue
@@ -240,10 +249,10 @@ def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
                 if not child.is_dir() or child.name in _SKIP_DIRS:
                     continue
                 if is_run_dir(child):
-                    found.add(child.resolve())
+                    add(child)
                 else:
                     stack.append(child)
-    return sorted(found, key=_natural_key)
+    return sorted(found.values(), key=_natural_key)
 
 
 def load_runs(roots: Iterable[Path]) -> tuple[list[Run], list[tuple[Run, str]]]:
@@ -290,12 +299,21 @@ def load_complete_runs(roots: Sequence[Path]) -> tuple[list[Run], list[tuple[Run
     return runs, skipped
 
 
+def absolute(path: Path | str) -> Path:
+    """``path`` made absolute and normalised (``..`` removed) without resolving symbolic links."""
+    return Path(os.path.abspath(path))
+
+
 def display_path(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it (reports stay machine-independent)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    """``path`` relative to the working directory when it lies below it (reports stay machine-independent),
+    as given (a linked-in sweep stays below it) or else resolved."""
+    cwd = Path.cwd()
+    for candidate, base in ((absolute(path), absolute(cwd)), (Path(path).resolve(), cwd.resolve())):
+        try:
+            return str(candidate.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 # -- variants -------------------------------------------------------------------------------------------

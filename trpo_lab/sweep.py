@@ -50,7 +50,7 @@ from omegaconf import DictConfig
 from trpo_lab.files import write_text_atomic
 from trpo_lab.reports.markdown import markdown_table
 from trpo_lab.run_folder import ERROR, write_error
-from trpo_lab.runs import Run, display_path, find_run_dirs, read_run
+from trpo_lab.runs import Run, absolute, display_path, find_run_dirs, read_run
 
 SUMMARY_JSON, SUMMARY_MD = "sweep_summary.json", "sweep_summary.md"
 STATUSES = ("ok", "failed", "mismatch", "incomplete")
@@ -64,7 +64,7 @@ def job_record(run: Run, sweep_dir: Path) -> dict[str, Any]:
     final = summary.get("final_return") if run.status == "ok" else run.last_value("return/mean")
     env_steps = summary.get("env_steps") if run.summary else (run.rows[-1].get("env_steps") if run.rows else 0)
     try:
-        folder = str(run.path.relative_to(sweep_dir.resolve()))
+        folder = str(run.path.relative_to(absolute(sweep_dir)))
     except ValueError:
         folder = str(run.path)
     return {
