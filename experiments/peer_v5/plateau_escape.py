@@ -61,7 +61,8 @@ def table(by_variant: dict[str, list[bool]]) -> str:
     for (a, ra), (b, rb) in itertools.combinations(by_variant.items(), 2):
         counts = [[sum(ra), len(ra) - sum(ra)], [sum(rb), len(rb) - sum(rb)]]
         p = stats.fisher_exact(counts).pvalue
-        lines.append(f"| {a} | {b} | {sum(ra) / len(ra) - sum(rb) / len(rb):+.2f} | {p:.2f} |")
+        p_text = f"{p:.2f}" if p >= 0.01 else f"{p:.1e}"  # never a p of "0.00"
+        lines.append(f"| {a} | {b} | {sum(ra) / len(ra) - sum(rb) / len(rb):+.2f} | {p_text} |")
     return "\n".join(lines) + "\n"
 
 
